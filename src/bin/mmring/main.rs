@@ -1,0 +1,2 @@
+//! The `mmring` command-line tool (placeholder until the CLI lands).
+fn main() {}

@@ -1,0 +1,668 @@
+//! The byte layout of a ring file: every offset, size and state value, and the
+//! encoding and validation of the header and record headers.
+//!
+//! `docs/FORMAT.md` is the specification; this module mirrors it one constant per
+//! field, and a unit test compares the two. Nothing here touches memory: callers copy
+//! bytes out of the map and hand them in, so this module has no `unsafe`.
+//!
+//! ```text
+//! file:   [ header: HEADER_LEN bytes ][ region: region_len bytes .................. ]
+//!
+//! header  0       8       16      24      32      40      48      56      64
+//!         +-------+---+---+-------+-------+---+---+---+---+-------+---+---+
+//!         | magic |ver|hln|file_ln|regn_ln|ttl|pol|abt|flg|created|rsv|crc|  static, checksummed
+//!         +=======+===+===+=======+=======+===+===+===+===+=======+===+===+
+//!    128  | write_pos | pushed | evicted |            (own 128-byte slot)
+//!    256  | read_pos  | popped |                      (own 128-byte slot)
+//!    384  | notify word | waiters |                   (own 128-byte slot; reserved)
+//!    512  | expired | corrupt | abandoned |           (rarely written counters)
+//!
+//! record  0       8   12  16  20      28  32  36      44  48      56
+//!         +-------+---+---+---+-------+---+---+-------+---+-------+------ - -
+//!         | stamp |len|pid|mcr|version|dln|ttl|  id   |dcr| wtime | data ...
+//!         +-------+---+---+---+-------+---+---+-------+---+-------+------ - -
+//! ```
+//!
+//! Positions (`*_pos`) are monotonically increasing 64-bit byte counts; the byte offset
+//! of position `p` inside the region is `p % region_len`. Offsets named `*_OFFSET` are
+//! relative to the start of the file (header) or of a record (record fields).
+
+/// The format version this build reads and writes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The version of the record metadata layout written into each record.
+pub(crate) const ENTRY_VERSION: u64 = 1;
+
+/// The first eight bytes of every ring file. The high-bit first byte and the trailing
+/// newline make text-mode and 7-bit transfers detectable, as in PNG.
+pub(crate) const MAGIC: [u8; 8] = *b"\x89MMRING\n";
+
+// ---------------------------------------------------------------- header: static part
+/// `[u8; 8]` magic.
+pub(crate) const MAGIC_OFFSET: usize = 0;
+/// `u32` format version.
+pub(crate) const VERSION_OFFSET: usize = MAGIC_OFFSET + 8;
+/// `u32` length of the header in bytes; the region starts here.
+pub(crate) const HEADER_LEN_OFFSET: usize = VERSION_OFFSET + 4;
+/// `u64` length of the whole file in bytes.
+pub(crate) const FILE_LEN_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+/// `u64` length of the record region in bytes (a multiple of 8).
+pub(crate) const REGION_LEN_OFFSET: usize = FILE_LEN_OFFSET + 8;
+/// `u32` default TTL of entries in seconds; 0 means never expire.
+pub(crate) const DEFAULT_TTL_OFFSET: usize = REGION_LEN_OFFSET + 8;
+/// `u32` on-full policy (`POLICY_*`).
+pub(crate) const ON_FULL_OFFSET: usize = DEFAULT_TTL_OFFSET + 4;
+/// `u32` milliseconds after which a stalled reservation is abandoned.
+pub(crate) const ABANDON_MS_OFFSET: usize = ON_FULL_OFFSET + 4;
+/// `u32` flags; no flag is defined in version 1, so it must be 0.
+pub(crate) const FLAGS_OFFSET: usize = ABANDON_MS_OFFSET + 4;
+/// `u64` creation time in milliseconds since the Unix epoch.
+pub(crate) const CREATED_OFFSET: usize = FLAGS_OFFSET + 4;
+/// `u32` reserved, 0.
+pub(crate) const RESERVED_OFFSET: usize = CREATED_OFFSET + 8;
+/// `u32` CRC32C of bytes `0..HEADER_CRC_OFFSET`.
+pub(crate) const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 4;
+/// Length of the static, checksummed part of the header.
+pub(crate) const STATIC_HEADER_LEN: usize = HEADER_CRC_OFFSET + 4;
+
+// ---------------------------------------------------------------- header: atomics
+/// Distance between independently written atomics: two 64-byte cache lines, because
+/// adjacent-line prefetching on x86_64 and 128-byte lines on some aarch64 parts would
+/// otherwise make producers and consumers invalidate each other.
+pub(crate) const SLOT_LEN: usize = 128;
+/// `u64` atomic: position just past the last reserved byte. Written by producers.
+pub(crate) const WRITE_POS_OFFSET: usize = SLOT_LEN;
+/// `u64` atomic counter: data records reserved (entries pushed).
+pub(crate) const PUSHED_OFFSET: usize = WRITE_POS_OFFSET + 8;
+/// `u64` atomic counter: committed entries removed by an overwriting producer.
+pub(crate) const EVICTED_OFFSET: usize = PUSHED_OFFSET + 8;
+/// `u64` atomic: position of the oldest record not yet removed. Written by consumers
+/// and by overwriting producers.
+pub(crate) const READ_POS_OFFSET: usize = 2 * SLOT_LEN;
+/// `u64` atomic counter: entries returned by `pop`.
+pub(crate) const POPPED_OFFSET: usize = READ_POS_OFFSET + 8;
+/// `u32` notification word, reserved for blocking waits; 0 in version 1.
+#[allow(dead_code)] // reserved: documented in FORMAT.md, used by blocking waits
+pub(crate) const NOTIFY_OFFSET: usize = 3 * SLOT_LEN;
+/// `u32` number of waiters, reserved for blocking waits; 0 in version 1.
+#[allow(dead_code)] // reserved: documented in FORMAT.md, used by blocking waits
+pub(crate) const WAITERS_OFFSET: usize = NOTIFY_OFFSET + 4;
+/// `u64` atomic counter: entries dropped because their TTL had passed.
+pub(crate) const EXPIRED_OFFSET: usize = 4 * SLOT_LEN;
+/// `u64` atomic counter: records skipped because a checksum or field was bad.
+pub(crate) const CORRUPT_OFFSET: usize = EXPIRED_OFFSET + 8;
+/// `u64` atomic counter: reservations skipped because their writer stalled or died.
+pub(crate) const ABANDONED_OFFSET: usize = CORRUPT_OFFSET + 8;
+/// Length of the header; the region starts at this file offset. One 4 KiB page, so
+/// the region is page-aligned and later versions have room for more slots.
+pub(crate) const HEADER_LEN: usize = 4096;
+
+// ---------------------------------------------------------------- records
+/// Records start on 8-byte boundaries so that every stamp is an aligned `u64`.
+pub(crate) const RECORD_ALIGN: u64 = 8;
+/// `u64` atomic stamp: the record's position OR'd with its state (`STATE_*`).
+pub(crate) const REC_STAMP_OFFSET: usize = 0;
+/// `u64` atomic claim word: `data_len` in the low 32 bits, writer's PID in the high 32.
+/// Written before the record is claimed, so a reader can skip an abandoned claim.
+pub(crate) const REC_CLAIM_OFFSET: usize = REC_STAMP_OFFSET + 8;
+/// `u32` CRC32C of the record position and the rest of the metadata (see `meta_crc`).
+pub(crate) const REC_META_CRC_OFFSET: usize = REC_CLAIM_OFFSET + 8;
+/// `u64` version of this metadata layout (`ENTRY_VERSION`).
+pub(crate) const REC_VERSION_OFFSET: usize = REC_META_CRC_OFFSET + 4;
+/// `u32` payload length in bytes.
+pub(crate) const REC_DATA_LEN_OFFSET: usize = REC_VERSION_OFFSET + 8;
+/// `u32` TTL in seconds; 0 means never expire.
+pub(crate) const REC_TTL_OFFSET: usize = REC_DATA_LEN_OFFSET + 4;
+/// `u64` unique ID of the entry (its position).
+pub(crate) const REC_ID_OFFSET: usize = REC_TTL_OFFSET + 4;
+/// `u32` CRC32C of the payload.
+pub(crate) const REC_DATA_CRC_OFFSET: usize = REC_ID_OFFSET + 8;
+/// `u64` write time in milliseconds since the Unix epoch.
+pub(crate) const REC_WRITE_TIME_OFFSET: usize = REC_DATA_CRC_OFFSET + 4;
+/// Length of a record header; the payload follows.
+pub(crate) const REC_HEADER_LEN: usize = REC_WRITE_TIME_OFFSET + 8;
+
+/// Mask of the state bits in a stamp; the rest is the position.
+pub(crate) const STATE_MASK: u64 = RECORD_ALIGN - 1;
+/// A producer owns the record and is writing it; `claim` holds its length.
+pub(crate) const STATE_CLAIMED: u64 = 1;
+/// The record is complete and may be read.
+pub(crate) const STATE_COMMITTED: u64 = 2;
+/// Filler up to the end of the region; the next record starts at the next lap.
+pub(crate) const STATE_PADDING: u64 = 3;
+/// A reader gave up on a claimed record whose writer stalled; `claim` holds its length.
+pub(crate) const STATE_ABANDONED: u64 = 4;
+/// A reader skipping a damaged or unclaimed range marked this word as not a record.
+pub(crate) const STATE_SKIPPED: u64 = 5;
+
+/// `OnFull::Overwrite` in the header.
+pub(crate) const POLICY_OVERWRITE: u32 = 0;
+/// `OnFull::Reject` in the header.
+pub(crate) const POLICY_REJECT: u32 = 1;
+
+/// Smallest region accepted: room for a few records and the 2x rule of
+/// `max_entry_size`.
+pub(crate) const MIN_REGION_LEN: u64 = 4096;
+/// Positions beyond this are treated as corrupt, so `pos + region_len` can't overflow.
+/// At 10 GB/s a ring takes over 14 years to reach it.
+pub(crate) const MAX_POS: u64 = 1 << 62;
+/// Largest region accepted; keeps every position arithmetic far from overflow.
+pub(crate) const MAX_REGION_LEN: u64 = 1 << 46;
+
+#[cfg(target_endian = "big")]
+compile_error!("mmring stores native-endian atomics in the file and is little-endian only");
+
+const _: () = {
+    assert!(STATIC_HEADER_LEN == 64);
+    assert!(WRITE_POS_OFFSET % SLOT_LEN == 0 && READ_POS_OFFSET % SLOT_LEN == 0);
+    assert!(WRITE_POS_OFFSET >= STATIC_HEADER_LEN);
+    assert!(ABANDONED_OFFSET + 8 <= HEADER_LEN);
+    assert!(REC_HEADER_LEN == 56);
+    assert!(REC_HEADER_LEN % RECORD_ALIGN as usize == 0);
+    assert!(REC_CLAIM_OFFSET % 8 == 0 && REC_STAMP_OFFSET % 8 == 0);
+    assert!(HEADER_LEN % 4096 == 0);
+};
+
+/// The stamp of a record at `pos` in `state`.
+pub(crate) fn stamp(pos: u64, state: u64) -> u64 {
+    debug_assert!(pos % RECORD_ALIGN == 0, "unaligned record position {pos}");
+    debug_assert!(state & !STATE_MASK == 0);
+    pos | state
+}
+
+/// The state of `stamp` if it belongs to the record at `pos`; `None` for a stale
+/// stamp from an earlier lap, never-written (zero) bytes, or garbage. State 0 is never
+/// written, so a zeroed word is not a stamp even at position 0.
+pub(crate) fn stamp_state(stamp: u64, pos: u64) -> Option<u64> {
+    let state = stamp & STATE_MASK;
+    (stamp & !STATE_MASK == pos && state != 0).then_some(state)
+}
+
+/// Whether a stamp marks the start of a record (anything a scan must stop at).
+pub(crate) fn starts_record(state: u64) -> bool {
+    matches!(
+        state,
+        STATE_CLAIMED | STATE_COMMITTED | STATE_PADDING | STATE_ABANDONED
+    )
+}
+
+/// The claim word for a record of `data_len` bytes written by process `pid`.
+pub(crate) fn claim(data_len: u32, pid: u32) -> u64 {
+    u64::from(pid) << 32 | u64::from(data_len)
+}
+
+/// The data length carried by a claim word.
+pub(crate) fn claim_data_len(claim: u64) -> u32 {
+    (claim & 0xffff_ffff) as u32
+}
+
+/// Bytes a record with `data_len` payload bytes occupies in the region.
+pub(crate) fn record_len(data_len: u32) -> u64 {
+    (REC_HEADER_LEN as u64 + u64::from(data_len)).next_multiple_of(RECORD_ALIGN)
+}
+
+/// Largest payload a region of `region_len` bytes accepts: a record may take at most
+/// half the region, which guarantees it fits after any padding in an empty ring.
+pub(crate) fn max_data_len(region_len: u64) -> u32 {
+    let max_record = (region_len / 2) / RECORD_ALIGN * RECORD_ALIGN;
+    let data = max_record.saturating_sub(REC_HEADER_LEN as u64);
+    u32::try_from(data).unwrap_or(u32::MAX)
+}
+
+/// How the ring behaves when a push does not fit, as stored in the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// Remove the oldest entries.
+    Overwrite,
+    /// Fail the push.
+    Reject,
+}
+
+/// The static part of the file header, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Length of the header in bytes (`HEADER_LEN`).
+    pub header_len: u32,
+    /// Length of the whole file.
+    pub file_len: u64,
+    /// Length of the record region; `file_len - header_len`, a multiple of 8.
+    pub region_len: u64,
+    /// Default TTL in seconds, 0 for none.
+    pub default_ttl_secs: u32,
+    /// On-full policy.
+    pub policy: Policy,
+    /// Abandon timeout in milliseconds, at least 1.
+    pub abandon_ms: u32,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// Why a header was refused. Offsets are file offsets of the offending field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    /// The file is shorter than a header or does not start with `MAGIC`.
+    NotARing(String),
+    /// The format version is not `FORMAT_VERSION`.
+    Version(u32),
+    /// A field is out of range or the checksum does not match.
+    Corrupt { offset: u64, what: String },
+}
+
+fn u32_at(bytes: &[u8], off: usize) -> u32 {
+    let mut le = [0u8; 4];
+    le.copy_from_slice(&bytes[off..off + 4]);
+    u32::from_le_bytes(le)
+}
+
+fn u64_at(bytes: &[u8], off: usize) -> u64 {
+    let mut le = [0u8; 8];
+    le.copy_from_slice(&bytes[off..off + 8]);
+    u64::from_le_bytes(le)
+}
+
+impl Header {
+    /// The header of a new ring of `file_len` bytes; `file_len` must have been
+    /// checked by `region_len_for`.
+    pub(crate) fn new(
+        file_len: u64,
+        default_ttl_secs: u32,
+        policy: Policy,
+        abandon_ms: u32,
+        created_ms: u64,
+    ) -> Header {
+        Header {
+            header_len: HEADER_LEN as u32,
+            file_len,
+            region_len: file_len - HEADER_LEN as u64,
+            default_ttl_secs,
+            policy,
+            abandon_ms: abandon_ms.max(1),
+            created_ms,
+        }
+    }
+
+    /// The static header bytes, checksum included.
+    pub(crate) fn to_bytes(&self) -> [u8; STATIC_HEADER_LEN] {
+        let mut b = [0u8; STATIC_HEADER_LEN];
+        b[MAGIC_OFFSET..MAGIC_OFFSET + 8].copy_from_slice(&MAGIC);
+        b[VERSION_OFFSET..][..4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[HEADER_LEN_OFFSET..][..4].copy_from_slice(&self.header_len.to_le_bytes());
+        b[FILE_LEN_OFFSET..][..8].copy_from_slice(&self.file_len.to_le_bytes());
+        b[REGION_LEN_OFFSET..][..8].copy_from_slice(&self.region_len.to_le_bytes());
+        b[DEFAULT_TTL_OFFSET..][..4].copy_from_slice(&self.default_ttl_secs.to_le_bytes());
+        let policy = match self.policy {
+            Policy::Overwrite => POLICY_OVERWRITE,
+            Policy::Reject => POLICY_REJECT,
+        };
+        b[ON_FULL_OFFSET..][..4].copy_from_slice(&policy.to_le_bytes());
+        b[ABANDON_MS_OFFSET..][..4].copy_from_slice(&self.abandon_ms.to_le_bytes());
+        b[CREATED_OFFSET..][..8].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
+        b[HEADER_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates the static header of a file that is `actual_len` bytes
+    /// long. Every check names what it prevents.
+    pub(crate) fn from_bytes(bytes: &[u8], actual_len: u64) -> Result<Header, HeaderError> {
+        // Prevents reading past the end of a short file.
+        if bytes.len() < STATIC_HEADER_LEN || actual_len < HEADER_LEN as u64 {
+            return Err(HeaderError::NotARing(format!(
+                "file is {actual_len} bytes, shorter than the {HEADER_LEN}-byte ring header"
+            )));
+        }
+        if bytes[..8] != MAGIC {
+            return Err(HeaderError::NotARing(
+                "the file does not start with the mmring magic bytes".into(),
+            ));
+        }
+        let version = u32_at(bytes, VERSION_OFFSET);
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::Version(version));
+        }
+        let corrupt = |offset: usize, what: String| HeaderError::Corrupt {
+            offset: offset as u64,
+            what,
+        };
+        let stored_crc = u32_at(bytes, HEADER_CRC_OFFSET);
+        let crc = crc32c::crc32c(&bytes[..HEADER_CRC_OFFSET]);
+        // Prevents trusting any field of a damaged header.
+        if stored_crc != crc {
+            return Err(corrupt(
+                HEADER_CRC_OFFSET,
+                format!("header checksum is {stored_crc:#010x}, computed {crc:#010x}"),
+            ));
+        }
+        let header_len = u32_at(bytes, HEADER_LEN_OFFSET);
+        // Prevents atomics and records from overlapping.
+        if header_len as usize != HEADER_LEN {
+            return Err(corrupt(
+                HEADER_LEN_OFFSET,
+                format!("header_len is {header_len}, expected {HEADER_LEN}"),
+            ));
+        }
+        let file_len = u64_at(bytes, FILE_LEN_OFFSET);
+        // Prevents mapping or touching bytes the file does not have (SIGBUS).
+        if file_len != actual_len {
+            return Err(corrupt(
+                FILE_LEN_OFFSET,
+                format!(
+                    "header says the file is {file_len} bytes but it is {actual_len}: \
+                     it was truncated or extended by something other than mmring"
+                ),
+            ));
+        }
+        let region_len = u64_at(bytes, REGION_LEN_OFFSET);
+        // Prevents records outside the file, misaligned stamps and position overflow.
+        if region_len != file_len - HEADER_LEN as u64
+            || region_len % RECORD_ALIGN != 0
+            || !(MIN_REGION_LEN..=MAX_REGION_LEN).contains(&region_len)
+        {
+            return Err(corrupt(
+                REGION_LEN_OFFSET,
+                format!(
+                    "region_len is {region_len}; it must equal file_len - {HEADER_LEN}, \
+                     be a multiple of 8 and lie in {MIN_REGION_LEN}..={MAX_REGION_LEN}"
+                ),
+            ));
+        }
+        let policy = match u32_at(bytes, ON_FULL_OFFSET) {
+            POLICY_OVERWRITE => Policy::Overwrite,
+            POLICY_REJECT => Policy::Reject,
+            other => {
+                return Err(corrupt(
+                    ON_FULL_OFFSET,
+                    format!("on_full is {other}, expected 0 (overwrite) or 1 (reject)"),
+                ));
+            }
+        };
+        let abandon_ms = u32_at(bytes, ABANDON_MS_OFFSET);
+        if abandon_ms == 0 {
+            return Err(corrupt(ABANDON_MS_OFFSET, "abandon timeout is 0 ms".into()));
+        }
+        let flags = u32_at(bytes, FLAGS_OFFSET);
+        if flags != 0 {
+            return Err(corrupt(
+                FLAGS_OFFSET,
+                format!("flags are {flags:#x}; version 1 defines none"),
+            ));
+        }
+        Ok(Header {
+            header_len,
+            file_len,
+            region_len,
+            default_ttl_secs: u32_at(bytes, DEFAULT_TTL_OFFSET),
+            policy,
+            abandon_ms,
+            created_ms: u64_at(bytes, CREATED_OFFSET),
+        })
+    }
+}
+
+/// The length of the region for a requested file size, or why it is refused.
+pub(crate) fn region_len_for(file_len: u64) -> Result<u64, String> {
+    let min = HEADER_LEN as u64 + MIN_REGION_LEN;
+    let max = HEADER_LEN as u64 + MAX_REGION_LEN;
+    if !(min..=max).contains(&file_len) {
+        return Err(format!(
+            "size {file_len} is out of range: a ring file is {min}..={max} bytes"
+        ));
+    }
+    if file_len % RECORD_ALIGN != 0 {
+        return Err(format!("size {file_len} is not a multiple of 8"));
+    }
+    Ok(file_len - HEADER_LEN as u64)
+}
+
+/// The part of a record header after the claim word, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordMeta {
+    /// Metadata layout version (`ENTRY_VERSION`).
+    pub version: u64,
+    /// Payload length.
+    pub data_len: u32,
+    /// TTL in seconds, 0 for none.
+    pub ttl_secs: u32,
+    /// Unique ID (the record's position).
+    pub id: u64,
+    /// CRC32C of the payload.
+    pub data_crc: u32,
+    /// Write time, milliseconds since the Unix epoch.
+    pub write_time_ms: u64,
+}
+
+/// A record header as bytes, stamp excluded (the stamp is accessed atomically).
+pub(crate) type RecordHeaderBytes = [u8; REC_HEADER_LEN];
+
+/// CRC32C over the record position and `rec[8..16] ‖ rec[20..56]`: everything in the
+/// header but the stamp and the checksum itself. Including the position binds the
+/// metadata to the place it was written, so a stale header from an earlier lap never
+/// validates.
+pub(crate) fn meta_crc(pos: u64, rec: &RecordHeaderBytes) -> u32 {
+    let crc = crc32c::crc32c(&pos.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc, &rec[REC_CLAIM_OFFSET..REC_META_CRC_OFFSET]);
+    crc32c::crc32c_append(crc, &rec[REC_VERSION_OFFSET..REC_HEADER_LEN])
+}
+
+impl RecordMeta {
+    /// Encodes the record header for position `pos` with claim word `claim`. The stamp
+    /// bytes are left zero: the stamp is published separately with an atomic.
+    pub(crate) fn to_bytes(&self, pos: u64, claim: u64) -> RecordHeaderBytes {
+        let mut b = [0u8; REC_HEADER_LEN];
+        b[REC_CLAIM_OFFSET..][..8].copy_from_slice(&claim.to_le_bytes());
+        b[REC_VERSION_OFFSET..][..8].copy_from_slice(&self.version.to_le_bytes());
+        b[REC_DATA_LEN_OFFSET..][..4].copy_from_slice(&self.data_len.to_le_bytes());
+        b[REC_TTL_OFFSET..][..4].copy_from_slice(&self.ttl_secs.to_le_bytes());
+        b[REC_ID_OFFSET..][..8].copy_from_slice(&self.id.to_le_bytes());
+        b[REC_DATA_CRC_OFFSET..][..4].copy_from_slice(&self.data_crc.to_le_bytes());
+        b[REC_WRITE_TIME_OFFSET..][..8].copy_from_slice(&self.write_time_ms.to_le_bytes());
+        let crc = meta_crc(pos, &b);
+        b[REC_META_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks the header of the record at `pos` in a region of
+    /// `region_len` bytes. On failure returns the record-relative offset of the
+    /// offending field and what is wrong with it.
+    pub(crate) fn from_bytes(
+        pos: u64,
+        b: &RecordHeaderBytes,
+        region_len: u64,
+    ) -> Result<RecordMeta, (usize, String)> {
+        let stored = u32_at(b, REC_META_CRC_OFFSET);
+        let computed = meta_crc(pos, b);
+        if stored != computed {
+            return Err((
+                REC_META_CRC_OFFSET,
+                format!("metadata checksum is {stored:#010x}, computed {computed:#010x}"),
+            ));
+        }
+        let meta = RecordMeta {
+            version: u64_at(b, REC_VERSION_OFFSET),
+            data_len: u32_at(b, REC_DATA_LEN_OFFSET),
+            ttl_secs: u32_at(b, REC_TTL_OFFSET),
+            id: u64_at(b, REC_ID_OFFSET),
+            data_crc: u32_at(b, REC_DATA_CRC_OFFSET),
+            write_time_ms: u64_at(b, REC_WRITE_TIME_OFFSET),
+        };
+        if meta.version != ENTRY_VERSION {
+            return Err((
+                REC_VERSION_OFFSET,
+                format!(
+                    "entry version is {}, expected {ENTRY_VERSION}",
+                    meta.version
+                ),
+            ));
+        }
+        let claimed = claim_data_len(u64_at(b, REC_CLAIM_OFFSET));
+        if claimed != meta.data_len {
+            return Err((
+                REC_DATA_LEN_OFFSET,
+                format!(
+                    "data size {} differs from the claimed {claimed}",
+                    meta.data_len
+                ),
+            ));
+        }
+        // Prevents a record from reaching past the end of the region (the payload is
+        // copied with this length) and huge allocations.
+        let offset = pos % region_len;
+        if meta.data_len > max_data_len(region_len)
+            || offset + record_len(meta.data_len) > region_len
+        {
+            return Err((
+                REC_DATA_LEN_OFFSET,
+                format!(
+                    "data size {} does not fit the region at offset {offset}",
+                    meta.data_len
+                ),
+            ));
+        }
+        if meta.id != pos {
+            return Err((
+                REC_ID_OFFSET,
+                format!("id is {}, expected the position {pos}", meta.id),
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// Whether the entry has expired at `now_ms`.
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        self.ttl_secs != 0
+            && now_ms
+                >= self
+                    .write_time_ms
+                    .saturating_add(u64::from(self.ttl_secs) * 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header::new(1 << 20, 60, Policy::Reject, 2000, 1_700_000_000_000)
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = header();
+        let bytes = h.to_bytes();
+        assert_eq!(&bytes[..8], &MAGIC);
+        assert_eq!(Header::from_bytes(&bytes, 1 << 20), Ok(h));
+    }
+
+    #[test]
+    fn header_rejects_every_single_bit_flip() {
+        let bytes = header().to_bytes();
+        for bit in 0..STATIC_HEADER_LEN * 8 {
+            let mut bad = bytes;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                Header::from_bytes(&bad, 1 << 20).is_err(),
+                "flip of bit {bit} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn header_rejects_wrong_file_length() {
+        let bytes = header().to_bytes();
+        match Header::from_bytes(&bytes, (1 << 20) - 8) {
+            Err(HeaderError::Corrupt { offset, .. }) => assert_eq!(offset, FILE_LEN_OFFSET as u64),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_reports_future_version() {
+        let mut bytes = header().to_bytes();
+        bytes[VERSION_OFFSET..][..4].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(
+            Header::from_bytes(&bytes, 1 << 20),
+            Err(HeaderError::Version(2))
+        );
+    }
+
+    fn meta(data_len: u32, pos: u64) -> RecordMeta {
+        RecordMeta {
+            version: ENTRY_VERSION,
+            data_len,
+            ttl_secs: 5,
+            id: pos,
+            data_crc: 0xdead_beef,
+            write_time_ms: 42,
+        }
+    }
+
+    #[test]
+    fn record_header_round_trips() {
+        let m = meta(100, 4096);
+        let b = m.to_bytes(4096, claim(100, 7));
+        assert_eq!(RecordMeta::from_bytes(4096, &b, 1 << 16), Ok(m));
+    }
+
+    #[test]
+    fn record_header_is_bound_to_its_position() {
+        let b = meta(100, 4096).to_bytes(4096, claim(100, 7));
+        let err = RecordMeta::from_bytes(4096 + (1 << 16), &b, 1 << 16).unwrap_err();
+        assert_eq!(err.0, REC_META_CRC_OFFSET);
+    }
+
+    #[test]
+    fn record_header_rejects_every_single_bit_flip_outside_the_stamp() {
+        let b = meta(100, 4096).to_bytes(4096, claim(100, 7));
+        for bit in 64..REC_HEADER_LEN * 8 {
+            let mut bad = b;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                RecordMeta::from_bytes(4096, &bad, 1 << 16).is_err(),
+                "flip of bit {bit} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn record_that_would_cross_the_region_end_is_refused() {
+        let region = 8192;
+        let pos = region - 64;
+        let b = meta(100, pos).to_bytes(pos, claim(100, 1));
+        let err = RecordMeta::from_bytes(pos, &b, region).unwrap_err();
+        assert_eq!(err.0, REC_DATA_LEN_OFFSET);
+    }
+
+    #[test]
+    fn stamps_identify_their_position() {
+        let s = stamp(4096, STATE_COMMITTED);
+        assert_eq!(stamp_state(s, 4096), Some(STATE_COMMITTED));
+        assert_eq!(stamp_state(s, 4096 + 8192), None);
+        assert_eq!(stamp_state(0, 8), None);
+        assert_eq!(stamp_state(0, 0), None, "a zeroed word is not a stamp");
+    }
+
+    #[test]
+    fn max_data_len_fits_after_worst_case_padding() {
+        for region in [4096u64, 4104, 65536, 1 << 20] {
+            let rec = record_len(max_data_len(region));
+            // Worst case: the write position sits one byte-aligned slot past a place
+            // where the record no longer fits, so padding is region - offset.
+            for offset in (0..region).step_by(8) {
+                let pad = if offset + rec > region {
+                    region - offset
+                } else {
+                    0
+                };
+                assert!(pad + rec <= region, "region {region} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_uses_write_time_plus_ttl() {
+        let m = meta(1, 0);
+        assert!(!m.expired(42 + 4999));
+        assert!(m.expired(42 + 5000));
+        let forever = RecordMeta { ttl_secs: 0, ..m };
+        assert!(!forever.expired(u64::MAX));
+    }
+}

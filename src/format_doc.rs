@@ -1,0 +1,1 @@
+//! Checks that docs/FORMAT.md and the constants in format.rs agree.

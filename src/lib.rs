@@ -1,0 +1,341 @@
+//! mmring: a persistent, lock-free, multi-producer/multi-consumer ring buffer that
+//! lives in one memory-mapped file, shared by threads and by separate processes on
+//! one Linux machine.
+//!
+//! The file is the queue. Its header holds the read and write positions as atomics;
+//! the rest is a region of variable-length, checksummed records. Any number of
+//! processes map the file and [`push`](Ring::push), [`pop`](Ring::pop) and
+//! [`peek`](Ring::peek) concurrently without locks or system calls. A full ring
+//! overwrites its oldest entries ([`OnFull::Overwrite`], the default) or refuses the
+//! push ([`OnFull::Reject`]). Entries may carry a TTL; expired entries are never
+//! returned. A process killed at any point leaves a ring that the others recover.
+//!
+//! ```
+//! # fn main() -> Result<(), mmring::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! use mmring::{OnFull, Options, Ring};
+//! use std::time::Duration;
+//!
+//! let path = dir.path().join("jobs.ring");
+//! let ring = Options::new()
+//!     .size(1 << 20)
+//!     .on_full(OnFull::Reject)
+//!     .create(&path)?;
+//! let id = ring.push(b"hello")?;
+//! ring.push_with_ttl(b"short-lived", Duration::from_secs(30))?;
+//!
+//! // Another process would do exactly this.
+//! let other = Ring::open(&path)?;
+//! assert_eq!(other.len(), 2);
+//! let first = other.pop()?.expect("an entry");
+//! assert_eq!((first.id(), first.data()), (id, &b"hello"[..]));
+//! # Ok(()) }
+//! ```
+//!
+//! The file format is specified byte by byte in `docs/FORMAT.md`; the algorithm, its
+//! invariants and memory orderings in `docs/DESIGN.md`; how mmring answers damaged
+//! files and crashes in `docs/ROBUSTNESS.md`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("mmring targets Linux (x86_64 and aarch64)");
+
+mod error;
+mod format;
+#[cfg(test)]
+mod format_doc;
+mod region;
+mod ring;
+mod sync;
+
+#[cfg(not(loom))]
+mod clock;
+#[cfg(feature = "crash-points")]
+mod crash;
+#[cfg(not(loom))]
+mod entry;
+#[cfg(not(loom))]
+mod map;
+#[cfg(not(loom))]
+mod options;
+#[cfg(not(loom))]
+mod stats;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_support;
+
+pub use error::{Error, Result};
+
+#[cfg(not(loom))]
+pub use self::api::*;
+
+#[cfg(not(loom))]
+mod api {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    pub use crate::entry::{Entry, EntryInfo};
+    pub use crate::options::{OnFull, Options};
+    pub use crate::stats::Stats;
+
+    use crate::format::{Header, REC_HEADER_LEN};
+    use crate::map::{self, MmapRegion};
+    use crate::ring::{Params, RawRing};
+    use crate::{Error, Result, clock::SystemClock, options::ttl_secs};
+
+    /// A handle on a ring file. `Send + Sync`: share one handle between threads (by
+    /// reference or `Arc`); each process opens its own.
+    ///
+    /// # Shared memory
+    /// The file is mapped shared and read-write. mmring validates the header when it
+    /// opens the file and every length and checksum it reads afterwards, so a damaged
+    /// or hostile file yields [`Error::Corrupt`] or a recovered ring, never an
+    /// out-of-bounds access. One thing no check can catch: if another program
+    /// truncates the file while it is mapped, touching the missing pages raises
+    /// SIGBUS. Ring files are created with mode 0600 and preallocated; don't let other
+    /// programs resize them (see docs/ROBUSTNESS.md).
+    pub struct Ring {
+        raw: RawRing<MmapRegion>,
+        path: PathBuf,
+    }
+
+    impl std::fmt::Debug for Ring {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Ring")
+                .field("path", &self.path)
+                .field("capacity_bytes", &self.capacity_bytes())
+                .field("on_full", &self.on_full())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl Ring {
+        pub(crate) fn from_region(
+            region: MmapRegion,
+            header: &Header,
+            path: &Path,
+        ) -> Result<Ring> {
+            let params = Params {
+                region_len: header.region_len,
+                policy: header.policy,
+                default_ttl_secs: header.default_ttl_secs,
+                abandon_ms: header.abandon_ms,
+            };
+            let raw = RawRing::new(region, params, std::process::id(), Box::new(SystemClock))?;
+            Ok(Ring {
+                raw,
+                path: path.to_path_buf(),
+            })
+        }
+
+        /// Opens an existing ring; every parameter comes from its header.
+        ///
+        /// # Errors
+        /// [`Error::Io`] if the file can't be opened read-write (missing, a directory,
+        /// no permission), [`Error::NotARing`] if it isn't a ring,
+        /// [`Error::UnsupportedVersion`] for another format version, and
+        /// [`Error::Corrupt`] naming the offset of a damaged header field.
+        ///
+        /// # Examples
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("r");
+        /// # std::fs::write(&path, b"not a ring").unwrap();
+        /// assert!(matches!(mmring::Ring::open(&path), Err(mmring::Error::NotARing { .. })));
+        /// ```
+        pub fn open(path: impl AsRef<Path>) -> Result<Ring> {
+            let path = path.as_ref();
+            let (region, header) = map::open(path)?;
+            Ring::from_region(region, &header, path)
+        }
+
+        /// The path the ring was opened at.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// Appends an entry with the ring's default TTL and returns its unique ID.
+        ///
+        /// # Errors
+        /// [`Error::TooLarge`] if `data` exceeds [`max_entry_size`](Ring::max_entry_size);
+        /// [`Error::Full`] if the ring is full and its policy is [`OnFull::Reject`];
+        /// [`Error::Corrupt`] if the ring's positions were damaged. Nothing is changed
+        /// when an error is returned.
+        pub fn push(&self, data: &[u8]) -> Result<u64> {
+            self.raw.push(data, self.raw.params().default_ttl_secs)
+        }
+
+        /// Appends an entry that expires `ttl` after now (`Duration::ZERO`: never),
+        /// rounded up to whole seconds.
+        ///
+        /// # Errors
+        /// As [`push`](Ring::push), and [`Error::InvalidArgument`] for a TTL over
+        /// `u32::MAX` seconds.
+        pub fn push_with_ttl(&self, data: &[u8], ttl: Duration) -> Result<u64> {
+            self.raw.push(data, ttl_secs(ttl)?)
+        }
+
+        /// Removes and returns the oldest live entry; `None` when there is none ready.
+        ///
+        /// `None` is also returned while the oldest entry is still being written by
+        /// its producer (FIFO order is by reservation): a later call returns it.
+        ///
+        /// # Errors
+        /// [`Error::Corrupt`] for a record whose checksums fail: it has been skipped
+        /// and counted, and the next call continues after it.
+        pub fn pop(&self) -> Result<Option<Entry>> {
+            let mut data = Vec::new();
+            Ok(self.pop_into(&mut data)?.map(|info| Entry::new(info, data)))
+        }
+
+        /// Like [`pop`](Ring::pop), but copies the payload into `buf` (replacing its
+        /// contents) and returns only the metadata: no allocation once `buf` is large
+        /// enough.
+        ///
+        /// # Errors
+        /// As [`pop`](Ring::pop).
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.push(b"abc")?;
+        /// let mut buf = Vec::with_capacity(ring.max_entry_size());
+        /// let info = ring.pop_into(&mut buf)?.unwrap();
+        /// assert_eq!((info.len(), &buf[..]), (3, &b"abc"[..]));
+        /// # Ok(()) }
+        /// ```
+        pub fn pop_into(&self, buf: &mut Vec<u8>) -> Result<Option<EntryInfo>> {
+            Ok(self.raw.pop_into(buf)?.map(EntryInfo::from))
+        }
+
+        /// Iterates over the live entries, oldest first, without removing them. The
+        /// iteration covers entries pushed before the call; entries removed meanwhile
+        /// by other handles are skipped, and it stops at an entry still being
+        /// written. Its cursor lives in the iterator, not in the file.
+        pub fn peek(&self) -> Peek<'_> {
+            let (cursor, end) = match self.raw.positions() {
+                Ok(positions) => positions,
+                Err(e) => {
+                    return Peek {
+                        ring: self,
+                        cursor: 0,
+                        end: 0,
+                        pending: Some(e),
+                    };
+                }
+            };
+            Peek {
+                ring: self,
+                cursor,
+                end,
+                pending: None,
+            }
+        }
+
+        /// Number of entries in the ring now, including ones still being written.
+        /// A snapshot: other handles may change it at once.
+        pub fn len(&self) -> usize {
+            usize::try_from(self.raw.len()).unwrap_or(usize::MAX)
+        }
+
+        /// Whether [`len`](Ring::len) is 0.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Most entries the ring can hold at once: `capacity_bytes / 56`, as each entry
+        /// takes a 56-byte header plus its payload rounded up to 8 bytes. With
+        /// payloads of `n` bytes the ring holds about
+        /// `capacity_bytes / (56 + n.next_multiple_of(8))`.
+        pub fn capacity(&self) -> usize {
+            usize::try_from(self.raw.capacity()).unwrap_or(usize::MAX)
+        }
+
+        /// Bytes of the file available for entries (file size minus the 4 KiB header).
+        pub fn capacity_bytes(&self) -> u64 {
+            self.raw.params().region_len
+        }
+
+        /// Largest payload [`push`](Ring::push) accepts: half the region minus the
+        /// entry header, so any entry fits even after the padding at the wrap.
+        pub fn max_entry_size(&self) -> usize {
+            self.raw.max_data_len() as usize
+        }
+
+        /// The ring's policy when full.
+        pub fn on_full(&self) -> OnFull {
+            self.raw.params().policy.into()
+        }
+
+        /// The default TTL of entries (`Duration::ZERO`: never expire).
+        pub fn default_ttl(&self) -> Duration {
+            Duration::from_secs(u64::from(self.raw.params().default_ttl_secs))
+        }
+
+        /// The ring's counters, shared by all processes.
+        pub fn stats(&self) -> Stats {
+            let c = self.raw.counters();
+            Stats {
+                pushed: c.pushed,
+                popped: c.popped,
+                evicted: c.evicted,
+                expired: c.expired,
+                corrupt: c.corrupt,
+                abandoned: c.abandoned,
+                len: self.raw.len(),
+                read_pos: c.read_pos,
+                write_pos: c.write_pos,
+            }
+        }
+
+        /// Writes the mapping back to the file (msync). Entries are visible to other
+        /// processes without it; this is for durability across a machine crash.
+        ///
+        /// # Errors
+        /// [`Error::Io`] if msync fails.
+        pub fn flush(&self) -> Result<()> {
+            self.raw
+                .region()
+                .flush()
+                .map_err(|e| Error::io(&self.path, "msync", e))
+        }
+
+        /// Bytes one entry with an `n`-byte payload occupies in the ring.
+        pub fn entry_footprint(n: usize) -> u64 {
+            (REC_HEADER_LEN as u64 + n as u64).next_multiple_of(8)
+        }
+    }
+
+    /// Iterator returned by [`Ring::peek`].
+    pub struct Peek<'a> {
+        ring: &'a Ring,
+        cursor: u64,
+        end: u64,
+        pending: Option<Error>,
+    }
+
+    impl Iterator for Peek<'_> {
+        type Item = Result<Entry>;
+
+        fn next(&mut self) -> Option<Result<Entry>> {
+            if let Some(e) = self.pending.take() {
+                return Some(Err(e));
+            }
+            let mut data = Vec::new();
+            match self
+                .ring
+                .raw
+                .peek_next(&mut self.cursor, self.end, &mut data)
+            {
+                Ok(Some(meta)) => Some(Ok(Entry::new(meta.into(), data))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The ring algorithm over a heap region, for the loom models in `tests/loom.rs`.
+//! Compiled only under `--cfg loom`; not part of the public API.
+
+#![allow(clippy::disallowed_types, missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::Result;
+use crate::format::{HEADER_LEN, Header, Policy};
+use crate::region::{HeapRegion, Region};
+use crate::ring::{Clock, Params, RawRing};
+
+/// A clock whose monotonic time advances 1 ms per reading, so a stalled head is
+/// abandoned after `abandon_ms` readings: loom explores both sides of the timeout.
+/// Its state is outside loom's model (time is not shared memory).
+struct TickingClock(AtomicU64);
+
+impl Clock for TickingClock {
+    fn wall_ms(&self) -> u64 {
+        0
+    }
+    fn mono_ms(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A ring over a heap region of `region_len` bytes.
+pub struct LoomRing(RawRing<HeapRegion>);
+
+impl LoomRing {
+    pub fn new(region_len: u64, overwrite: bool, abandon_ms: u32) -> LoomRing {
+        let policy = if overwrite {
+            Policy::Overwrite
+        } else {
+            Policy::Reject
+        };
+        let file_len = HEADER_LEN as u64 + region_len;
+        let header = Header::new(file_len, 0, policy, abandon_ms, 0);
+        let region = HeapRegion::new(file_len as usize);
+        region.write(0, &header.to_bytes());
+        let params = Params {
+            region_len,
+            policy,
+            default_ttl_secs: 0,
+            abandon_ms,
+        };
+        let clock = Box::new(TickingClock(AtomicU64::new(0)));
+        LoomRing(RawRing::new(region, params, 1, clock).expect("fresh ring"))
+    }
+
+    pub fn push(&self, data: &[u8]) -> Result<u64> {
+        self.0.push(data, 0)
+    }
+
+    pub fn pop(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let mut buf = Vec::new();
+        Ok(self.0.pop_into(&mut buf)?.map(|m| (m.id, buf)))
+    }
+
+    /// Every entry a peek from the current read position sees.
+    pub fn peek_all(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let (mut cursor, end) = self.0.positions()?;
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while let Some(meta) = self.0.peek_next(&mut cursor, end, &mut buf)? {
+            out.push((meta.id, buf.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Reserves and claims a record as a producer would, then "dies" before writing it.
+    pub fn push_and_die_after_claim(&self, data_len: u32) -> Result<u64> {
+        self.0.reserve_and_claim_only(data_len)
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.0.counters().evicted
+    }
+
+    pub fn abandoned(&self) -> u64 {
+        self.0.counters().abandoned
+    }
+}

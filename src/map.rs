@@ -1,0 +1,205 @@
+//! The ring file on disk: creating it (preallocated, fully initialized before it
+//! becomes visible under its name), opening and validating it, and `MmapRegion`, the
+//! bounds-checked view of the mapping the ring algorithm works on.
+//!
+//! This is where the `unsafe` is. The residual risk, stated on `Ring` too: another
+//! process may truncate the file while it is mapped, which turns accesses into SIGBUS.
+//! The length is checked at open against the header; docs/ROBUSTNESS.md says more.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapRaw;
+
+use crate::format::{self, Header, HeaderError, STATIC_HEADER_LEN};
+use crate::region::{self, Region};
+use crate::sync::AtomicU64;
+use crate::{Error, Result};
+
+/// The mapped ring file. Never hands out references to bytes, only atomics (which
+/// other processes may change at will) and copies.
+pub(crate) struct MmapRegion {
+    map: MmapRaw,
+    len: usize,
+}
+
+// SAFETY: MmapRaw is a pointer and a length to a shared mapping; every access through
+// MmapRegion is an atomic or a raw copy validated by the ring (DESIGN: Reading a
+// record), so sharing it between threads is as sound as sharing it between processes.
+unsafe impl Sync for MmapRegion {}
+// SAFETY: the mapping is not tied to the thread that created it.
+unsafe impl Send for MmapRegion {}
+
+impl Region for MmapRegion {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn atomic(&self, off: usize) -> &AtomicU64 {
+        region::check_word(off, self.len);
+        // SAFETY: check_word established off + 8 <= len and off % 8 == 0; the map
+        // starts page-aligned, so the word is aligned and inside the mapping, which
+        // lives as long as &self. Every process accesses this word only atomically
+        // (format.rs names the atomic fields; the protocol never writes them with
+        // plain stores), which is what AtomicU64::from_ptr requires.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off).cast::<u64>()) }
+    }
+
+    fn read(&self, off: usize, dst: &mut [u8]) {
+        region::check_range(off, dst.len(), self.len);
+        // SAFETY: check_range established off + dst.len() <= len, so the source is
+        // inside the mapping, which lives as long as &self; dst is a distinct Rust
+        // buffer, so they don't overlap. No reference to the mapped bytes is created.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(off), dst.as_mut_ptr(), dst.len());
+        }
+    }
+
+    fn write(&self, off: usize, src: &[u8]) {
+        region::check_range(off, src.len(), self.len);
+        // SAFETY: check_range established off + src.len() <= len, so the destination
+        // is inside the mapping, which lives as long as &self and was mapped writable;
+        // src is a distinct Rust buffer. The caller owns these bytes by reservation.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(off), src.len());
+        }
+    }
+}
+
+impl MmapRegion {
+    /// msync of the whole mapping.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+}
+
+fn map_file(file: &File, path: &Path, len: u64) -> Result<MmapRegion> {
+    let len_usize = usize::try_from(len).map_err(|_| Error::InvalidArgument {
+        what: format!("a {len}-byte ring does not fit this address space"),
+    })?;
+    let map = memmap2::MmapOptions::new()
+        .len(len_usize)
+        .map_raw(file)
+        .map_err(|e| Error::io(path, "mmap", e))?;
+    Ok(MmapRegion {
+        map,
+        len: len_usize,
+    })
+}
+
+/// Opens the ring file at `path` and validates its header against its real length.
+pub(crate) fn open(path: &Path) -> Result<(MmapRegion, Header)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(Error::NotARing {
+            path: path.into(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let actual_len = meta.len();
+    let mut bytes = [0u8; STATIC_HEADER_LEN];
+    let got = read_prefix(&file, &mut bytes).map_err(|e| Error::io(path, "read header", e))?;
+    let header = Header::from_bytes(&bytes[..got], actual_len).map_err(|e| match e {
+        HeaderError::NotARing(reason) => Error::NotARing {
+            path: path.into(),
+            reason,
+        },
+        HeaderError::Version(found) => Error::UnsupportedVersion {
+            path: path.into(),
+            found,
+            supported: format::FORMAT_VERSION,
+        },
+        HeaderError::Corrupt { offset, what } => Error::Corrupt { offset, what },
+    })?;
+    let region = map_file(&file, path, header.file_len)?;
+    Ok((region, header))
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn open_error(path: &Path, e: io::Error) -> Error {
+    let op = match e.kind() {
+        io::ErrorKind::PermissionDenied => "open for reading and writing (a ring needs both)",
+        io::ErrorKind::IsADirectory => "open (the path is a directory)",
+        _ => "open",
+    };
+    Error::io(path, op, e)
+}
+
+/// Creates the ring file at `path`: written in full under a temporary name in the same
+/// directory, then linked into place, so no process ever sees a half-initialized ring
+/// and exactly one of several concurrent creators wins.
+pub(crate) fn create(path: &Path, header: &Header, mode: u32) -> Result<MmapRegion> {
+    let tmp = temp_path(path);
+    let result = create_at(path, &tmp, header, mode);
+    // The temporary name is only a staging area: remove it whatever happened.
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    path.with_file_name(format!(".{name}.{}.{nanos}.mmring-tmp", std::process::id()))
+}
+
+fn create_at(path: &Path, tmp: &Path, header: &Header, mode: u32) -> Result<MmapRegion> {
+    if path.exists() {
+        return Err(Error::AlreadyExists { path: path.into() });
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .map_err(|e| Error::io(path, "create", e))?;
+    preallocate(&file, header.file_len).map_err(|e| Error::io(path, "preallocate", e))?;
+    let region = map_file(&file, path, header.file_len)?;
+    // The file is all zeroes: positions 0, counters 0, every stamp "never written".
+    region.write(0, &header.to_bytes());
+    region.flush().map_err(|e| Error::io(path, "msync", e))?;
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(region),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(Error::AlreadyExists { path: path.into() })
+        }
+        Err(e) => Err(Error::io(path, "link into place", e)),
+    }
+}
+
+/// Allocates every block now, so a full disk fails here instead of raising SIGBUS on
+/// a later write through the mapping.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    match fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        // File systems without fallocate: extend sparsely (documented in ROBUSTNESS.md).
+        Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => file.set_len(len),
+        Err(e) => Err(e.into()),
+    }
+}

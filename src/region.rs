@@ -1,0 +1,89 @@
+//! `Region`: the bytes a ring lives in, reached only through bounds-checked calls.
+//!
+//! The algorithm in `ring.rs` is written against this trait, so it runs over the
+//! memory-mapped file (`map::MmapRegion`) and over an ordinary heap buffer
+//! (`HeapRegion`), which is what loom and the unit tests use.
+//!
+//! Offsets are file offsets. Callers validate everything read from the file before
+//! using it as an offset; the checks here are the last line of defence against a bug
+//! in the ring itself, so they panic rather than touch memory out of bounds.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Memory shared with other threads and processes.
+pub(crate) trait Region: Send + Sync {
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// The 8-byte-aligned word at `off` as an atomic.
+    fn atomic(&self, off: usize) -> &AtomicU64;
+    /// Copies `dst.len()` bytes starting at `off` into `dst`. The bytes may be
+    /// changed concurrently by a writer that lapped the reader; the caller validates
+    /// the copy afterwards (see docs/DESIGN.md, "Reading a record").
+    fn read(&self, off: usize, dst: &mut [u8]);
+    /// Copies `src` to `off`. The caller owns the bytes (it reserved them).
+    fn write(&self, off: usize, src: &[u8]);
+}
+
+/// Panics unless `off..off + len` lies inside a region of `region_len` bytes.
+pub(crate) fn check_range(off: usize, len: usize, region_len: usize) {
+    assert!(
+        off.checked_add(len).is_some_and(|end| end <= region_len),
+        "mmring bug: access {off}+{len} outside a {region_len}-byte region"
+    );
+}
+
+/// Panics unless `off` is an aligned word inside a region of `region_len` bytes.
+pub(crate) fn check_word(off: usize, region_len: usize) {
+    assert!(off % 8 == 0, "mmring bug: unaligned atomic at offset {off}");
+    check_range(off, 8, region_len);
+}
+
+/// A region on the heap, made of atomic words so that racing copies are well defined
+/// (and visible to loom). Used by loom models and unit tests.
+#[cfg_attr(not(any(test, loom)), allow(dead_code))]
+pub(crate) struct HeapRegion {
+    words: Box<[AtomicU64]>,
+}
+
+#[cfg_attr(not(any(test, loom)), allow(dead_code))]
+impl HeapRegion {
+    /// A zeroed region of `len` bytes (rounded up to whole words).
+    pub(crate) fn new(len: usize) -> HeapRegion {
+        HeapRegion {
+            words: (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Region for HeapRegion {
+    fn len(&self) -> usize {
+        self.words.len() * 8
+    }
+
+    fn atomic(&self, off: usize) -> &AtomicU64 {
+        check_word(off, self.len());
+        &self.words[off / 8]
+    }
+
+    fn read(&self, off: usize, dst: &mut [u8]) {
+        check_range(off, dst.len(), self.len());
+        for (i, byte) in dst.iter_mut().enumerate() {
+            let at = off + i;
+            let word = self.words[at / 8].load(Ordering::Relaxed).to_le_bytes();
+            *byte = word[at % 8];
+        }
+    }
+
+    fn write(&self, off: usize, src: &[u8]) {
+        check_range(off, src.len(), self.len());
+        // Records are 8-aligned, so a partial word here belongs to the writer alone
+        // and a load-modify-store loses nothing.
+        for (i, byte) in src.iter().enumerate() {
+            let at = off + i;
+            let cell = &self.words[at / 8];
+            let mut word = cell.load(Ordering::Relaxed).to_le_bytes();
+            word[at % 8] = *byte;
+            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,979 @@
+//! The lock-free multi-producer/multi-consumer algorithm, over any [`Region`].
+//!
+//! No mmap and no system calls here, so loom and the unit tests run it over a heap
+//! region. docs/DESIGN.md is the argument for why it is correct; section names in
+//! comments (e.g. "DESIGN: Publishing") refer to it.
+//!
+//! In one paragraph: `write_pos` and `read_pos` are monotonically increasing 64-bit
+//! byte positions with `read_pos <= write_pos <= read_pos + region_len`. A producer
+//! reserves `[w, w + len)` with a CAS on `write_pos`, claims the record by CAS-ing its
+//! stamp from whatever stale value it holds to `CLAIMED(pos)`, writes the header and
+//! payload, and commits with a CAS to `COMMITTED(pos)`. A consumer reads the stamp at
+//! `read_pos`, copies the record out, and CASes `read_pos` past it; only the winner of
+//! that CAS returns the entry, so a consumer that dies mid-pop changes nothing. An
+//! overwriting producer that lacks space advances `read_pos` past the oldest record.
+//! A record whose writer stalls longer than the abandon timeout is marked `ABANDONED`
+//! and skipped; a range whose length can't be trusted is poisoned word by word with
+//! `SKIPPED` stamps up to the next record.
+
+use crate::format::{
+    self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN,
+    POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_HEADER_LEN,
+    RECORD_ALIGN, RecordHeaderBytes, RecordMeta, STATE_ABANDONED, STATE_CLAIMED, STATE_COMMITTED,
+    STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
+};
+use crate::region::Region;
+use crate::sync::{self, AtomicU64, Ordering, fence};
+use crate::{Error, Result};
+
+/// How many times a consumer re-reads an uncommitted head before reporting "nothing
+/// available": a producer between its reservation and its commit finishes in well
+/// under a microsecond.
+const HEAD_SPINS: u32 = 64;
+/// How many words a skip poisons between checks that `read_pos` has not moved on.
+const SKIP_RECHECK_WORDS: u64 = 64;
+
+/// Time as the ring needs it. Injected so loom models and tests control it.
+pub(crate) trait Clock: Send + Sync {
+    /// Wall-clock milliseconds since the Unix epoch (entry write times, TTL).
+    fn wall_ms(&self) -> u64;
+    /// Monotonic milliseconds (stall timeouts).
+    fn mono_ms(&self) -> u64;
+}
+
+/// Parameters of an open ring, from its validated header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    pub region_len: u64,
+    pub policy: Policy,
+    pub default_ttl_secs: u32,
+    pub abandon_ms: u32,
+}
+
+/// Counter values, read from the header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub pushed: u64,
+    pub popped: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub corrupt: u64,
+    pub abandoned: u64,
+    pub read_pos: u64,
+    pub write_pos: u64,
+}
+
+/// What the head of the ring holds, as far as removing it goes.
+enum Head {
+    /// The ring is empty.
+    Empty,
+    /// Nothing was removed and nothing can be now.
+    Stuck,
+    /// Something changed (a record was removed by us or someone else): look again.
+    Moved,
+}
+
+/// One handle's view of a ring in `R`. The ring itself is entirely in the region;
+/// the fields here are parameters and caches private to this handle.
+pub(crate) struct RawRing<R> {
+    region: R,
+    params: Params,
+    max_data: u32,
+    pid: u32,
+    clock: Box<dyn Clock>,
+    /// A recent `read_pos`; stale values are only ever too small (positions grow),
+    /// which makes a producer refresh it, never overrun. Release/Acquire so a thread
+    /// using another thread's cached value inherits its synchronization with the
+    /// consumer that freed the space (DESIGN: Reserving).
+    cached_read: AtomicU64,
+    /// A recent `write_pos`, same reasoning for consumers.
+    cached_write: AtomicU64,
+    /// Position + 1 of a head this handle saw stuck, 0 for none.
+    stall_pos: AtomicU64,
+    /// When `stall_pos` was first seen stuck (monotonic ms).
+    stall_since: AtomicU64,
+}
+
+impl<R: Region> RawRing<R> {
+    /// A handle on the ring in `region`, whose header has been validated to hold
+    /// `params`. Positions are validated here too.
+    pub(crate) fn new(region: R, params: Params, pid: u32, clock: Box<dyn Clock>) -> Result<Self> {
+        debug_assert_eq!(region.len() as u64, HEADER_LEN as u64 + params.region_len);
+        let ring = RawRing {
+            max_data: format::max_data_len(params.region_len),
+            region,
+            params,
+            pid,
+            clock,
+            cached_read: AtomicU64::new(0),
+            cached_write: AtomicU64::new(0),
+            stall_pos: AtomicU64::new(0),
+            stall_since: AtomicU64::new(0),
+        };
+        let (read, write) = ring.positions()?;
+        ring.cached_read.store(read, Ordering::Release);
+        ring.cached_write.store(write, Ordering::Release);
+        Ok(ring)
+    }
+
+    pub(crate) fn region(&self) -> &R {
+        &self.region
+    }
+
+    pub(crate) fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Largest payload `push` accepts.
+    pub(crate) fn max_data_len(&self) -> u32 {
+        self.max_data
+    }
+
+    // ------------------------------------------------------------ addressing
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        self.region.atomic(off)
+    }
+
+    fn write_pos(&self) -> &AtomicU64 {
+        self.word(WRITE_POS_OFFSET)
+    }
+
+    fn read_pos(&self) -> &AtomicU64 {
+        self.word(READ_POS_OFFSET)
+    }
+
+    fn count(&self, counter_off: usize) {
+        // Statistics only: no ordering is derived from counters.
+        self.word(counter_off).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// File offset of the record at position `pos`.
+    fn rec_off(&self, pos: u64) -> usize {
+        debug_assert!(pos % RECORD_ALIGN == 0);
+        // The remainder is below region_len, which the header check bounded by the
+        // file length, so it fits in usize.
+        HEADER_LEN + (pos % self.params.region_len) as usize
+    }
+
+    fn stamp_at(&self, pos: u64) -> &AtomicU64 {
+        self.word(self.rec_off(pos))
+    }
+
+    fn claim_at(&self, pos: u64) -> &AtomicU64 {
+        self.word(self.rec_off(pos) + REC_CLAIM_OFFSET)
+    }
+
+    /// First position of the lap after the one containing `pos`.
+    fn lap_end(&self, pos: u64) -> u64 {
+        pos - pos % self.params.region_len + self.params.region_len
+    }
+
+    /// Whether a record of `rec_len` bytes at `pos` stays inside its lap.
+    fn fits_in_lap(&self, pos: u64, rec_len: u64) -> bool {
+        pos % self.params.region_len + rec_len <= self.params.region_len
+    }
+
+    /// Checks a position loaded from the file: aligned and far from overflow.
+    fn check_pos(&self, pos: u64, field: usize) -> Result<u64> {
+        if pos % RECORD_ALIGN != 0 || pos >= format::MAX_POS {
+            return Err(Error::corrupt(
+                field as u64,
+                format!("position {pos} is not a multiple of 8 below 2^62"),
+            ));
+        }
+        Ok(pos)
+    }
+
+    /// Fresh `(read_pos, write_pos)`, checked against the position invariant
+    /// `read_pos <= write_pos <= read_pos + region_len` (DESIGN: Invariants).
+    pub(crate) fn positions(&self) -> Result<(u64, u64)> {
+        // read_pos first: both only grow, so a later write_pos is at least as large
+        // as the write_pos that was current when read_pos was loaded.
+        let read = self.read_pos().load(Ordering::Acquire);
+        let write = self.write_pos().load(Ordering::Acquire);
+        self.check_pos(read, READ_POS_OFFSET)?;
+        self.check_pos(write, WRITE_POS_OFFSET)?;
+        if read > write || write - read > self.params.region_len {
+            return Err(Error::corrupt(
+                READ_POS_OFFSET as u64,
+                format!(
+                    "read position {read} and write position {write} are more than the \
+                     region ({} bytes) apart or out of order",
+                    self.params.region_len
+                ),
+            ));
+        }
+        Ok((read, write))
+    }
+
+    /// Whether `end` is at or below `write_pos`, refreshing the cached value if needed.
+    fn within_written(&self, end: u64) -> bool {
+        if end <= self.cached_write.load(Ordering::Acquire) {
+            return true;
+        }
+        let write = self.write_pos().load(Ordering::Acquire);
+        self.cached_write.fetch_max(write, Ordering::AcqRel);
+        end <= write
+    }
+
+    /// Moves `read_pos` from `from` to `to`; false if someone else moved it first.
+    fn advance_read(&self, from: u64, to: u64) -> bool {
+        debug_assert!(from < to);
+        // SYNC(free): Release publishes that this consumer has finished reading
+        // [from, to), so a producer that Acquires the new read_pos may overwrite it.
+        // Acquire: we continue from state other consumers published.
+        self.read_pos()
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    // ------------------------------------------------------------ push
+
+    /// Appends a record with `data` and returns its ID. DESIGN: Push.
+    pub(crate) fn push(&self, data: &[u8], ttl_secs: u32) -> Result<u64> {
+        let data_len = u32::try_from(data.len())
+            .ok()
+            .filter(|len| *len <= self.max_data)
+            .ok_or(Error::TooLarge {
+                len: data.len(),
+                max: self.max_data as usize,
+            })?;
+        let rec_len = format::record_len(data_len);
+        let data_crc = crc32c::crc32c(data);
+        let write_time_ms = self.clock.wall_ms();
+        loop {
+            let (pos, pad) = self.reserve(rec_len)?;
+            if pad > 0 && !self.claim(pos - pad, STATE_PADDING) {
+                continue; // poisoned by a reader that skipped our range: reserve again
+            }
+            // The claim word carries the length, so readers can skip this record if we
+            // stall. Atomic, because a skipping reader may CAS this very word.
+            self.claim_at(pos)
+                .store(format::claim(data_len, self.pid), Ordering::Relaxed);
+            if !self.claim(pos, STATE_CLAIMED) {
+                continue;
+            }
+            let meta = RecordMeta {
+                version: format::ENTRY_VERSION,
+                data_len,
+                ttl_secs,
+                id: pos,
+                data_crc,
+                write_time_ms,
+            };
+            let header = meta.to_bytes(pos, format::claim(data_len, self.pid));
+            let off = self.rec_off(pos);
+            // The stamp word is published atomically below; the claim word is already
+            // in place and its bytes are equal, so only the rest is copied.
+            self.region
+                .write(off + REC_CLAIM_OFFSET + 8, &header[REC_CLAIM_OFFSET + 8..]);
+            self.region.write(off + REC_HEADER_LEN, data);
+            #[cfg(feature = "crash-points")]
+            crate::crash::point("push-before-commit");
+            // SYNC(commit): Release makes the header and payload visible to any reader
+            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
+            // the timeout; then the record was skipped and we push again.
+            if self
+                .stamp_at(pos)
+                .compare_exchange(
+                    format::stamp(pos, STATE_CLAIMED),
+                    format::stamp(pos, STATE_COMMITTED),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(pos);
+            }
+        }
+    }
+
+    /// CASes the stamp at `pos`, which we reserved, from its stale value to
+    /// `state`. False if a skipping reader poisoned it first. DESIGN: Claiming.
+    fn claim(&self, pos: u64, state: u64) -> bool {
+        let stamp = self.stamp_at(pos);
+        let stale = stamp.load(Ordering::Relaxed);
+        if format::stamp_state(stale, pos).is_some() {
+            // Only a reader skipping our reservation writes a stamp for `pos` before we
+            // do (SKIPPED): the range is lost to us.
+            return false;
+        }
+        // SYNC(claim): Release publishes the claim word stored just before, for a
+        // reader that Acquires CLAIMED(pos) and needs the length to skip us.
+        stamp
+            .compare_exchange(
+                stale,
+                format::stamp(pos, state),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
+    /// Returns the record's position and the padding placed before it.
+    fn reserve(&self, rec_len: u64) -> Result<(u64, u64)> {
+        let region_len = self.params.region_len;
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            let write = self.write_pos().load(Ordering::Relaxed);
+            self.check_pos(write, WRITE_POS_OFFSET)?;
+            let pad = if self.fits_in_lap(write, rec_len) {
+                0
+            } else {
+                self.lap_end(write) - write
+            };
+            let end = write + pad + rec_len;
+            if end > self.cached_read.load(Ordering::Acquire) + region_len {
+                // Refresh; positions() also validates the invariant.
+                let (read, fresh_write) = self.positions()?;
+                self.cached_read.fetch_max(read, Ordering::AcqRel);
+                if fresh_write != write {
+                    continue;
+                }
+                if end > read + region_len {
+                    match self.make_room(read)? {
+                        Head::Moved => continue,
+                        Head::Empty | Head::Stuck => match self.params.policy {
+                            Policy::Reject => return Err(Error::Full),
+                            Policy::Overwrite => {
+                                // The oldest record is still being written: wait for
+                                // its producer (make_room abandons it on timeout).
+                                backoff.snooze();
+                                if backoff.is_completed() {
+                                    sync::yield_now();
+                                }
+                                continue;
+                            }
+                        },
+                    }
+                }
+            }
+            // SYNC(reserve): AcqRel orders this reservation with the other producers'
+            // and with the scan bound readers take from write_pos (DESIGN: Reserving).
+            match self.write_pos().compare_exchange_weak(
+                write,
+                end,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.count(PUSHED_OFFSET);
+                    #[cfg(feature = "crash-points")]
+                    crate::crash::point("push-after-reserve");
+                    return Ok((write + pad, pad));
+                }
+                Err(_) => backoff.spin(),
+            }
+        }
+    }
+
+    /// Tries to free the oldest record at `read` to make room for a push: padding,
+    /// expired, abandoned and damaged records always; committed ones only when the
+    /// policy is to overwrite.
+    fn make_room(&self, read: u64) -> Result<Head> {
+        let stamp = self.stamp_at(read).load(Ordering::Acquire);
+        match format::stamp_state(stamp, read) {
+            Some(STATE_COMMITTED) => {
+                let header = self.read_header(read);
+                match RecordMeta::from_bytes(read, &header, self.params.region_len) {
+                    Ok(meta) => {
+                        let expired = meta.expired(self.clock.wall_ms());
+                        if !expired && self.params.policy != Policy::Overwrite {
+                            return Ok(Head::Stuck);
+                        }
+                        let end = read + format::record_len(meta.data_len);
+                        if self.within_written(end) && self.advance_read(read, end) {
+                            self.count(if expired {
+                                EXPIRED_OFFSET
+                            } else {
+                                EVICTED_OFFSET
+                            });
+                        }
+                        Ok(Head::Moved)
+                    }
+                    Err(_) => {
+                        // Skipped and counted; the record's owner-to-be learns nothing,
+                        // a consumer would have been told. Re-examined by the caller.
+                        self.skip_damaged(read, stamp)?;
+                        Ok(Head::Moved)
+                    }
+                }
+            }
+            _ => self.unblock_head(read, stamp),
+        }
+    }
+
+    // ------------------------------------------------------------ pop
+
+    /// Removes the oldest live record, copying its payload into `buf`. DESIGN: Pop.
+    pub(crate) fn pop_into(&self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>> {
+        let mut spins = 0;
+        loop {
+            let read = self.read_pos().load(Ordering::Acquire);
+            self.check_pos(read, READ_POS_OFFSET)?;
+            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
+            let stamp = self.stamp_at(read).load(Ordering::Acquire);
+            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
+                match self.unblock_head(read, stamp)? {
+                    Head::Moved => continue,
+                    Head::Empty => return Ok(None),
+                    Head::Stuck if spins < HEAD_SPINS => {
+                        spins += 1;
+                        sync::spin_hint();
+                        continue;
+                    }
+                    Head::Stuck => return Ok(None),
+                }
+            }
+            let header = self.read_header(read);
+            let meta = match RecordMeta::from_bytes(read, &header, self.params.region_len) {
+                Ok(meta) => meta,
+                Err((field, what)) => {
+                    if !self.head_unchanged(read, stamp) {
+                        continue; // torn by a concurrent overwrite, not damaged
+                    }
+                    self.skip_damaged(read, stamp)?;
+                    return Err(Error::corrupt(
+                        (self.rec_off(read) + field) as u64,
+                        format!("record at position {read}: {what}"),
+                    ));
+                }
+            };
+            let end = read + format::record_len(meta.data_len);
+            if !self.within_written(end) {
+                // A committed stamp beyond write_pos is not something mmring writes.
+                if !self.head_unchanged(read, stamp) {
+                    continue;
+                }
+                self.skip_damaged(read, stamp)?;
+                return Err(Error::corrupt(
+                    self.rec_off(read) as u64,
+                    format!("record at position {read} extends past the write position"),
+                ));
+            }
+            buf.clear();
+            buf.resize(meta.data_len as usize, 0);
+            self.region.read(self.rec_off(read) + REC_HEADER_LEN, buf);
+            #[cfg(feature = "crash-points")]
+            crate::crash::point("pop-before-advance");
+            // The copy is consistent iff nobody freed the record while we copied, which
+            // is exactly when this CAS succeeds (DESIGN: Reading a record).
+            if !self.advance_read(read, end) {
+                continue;
+            }
+            if crc32c::crc32c(buf) != meta.data_crc {
+                self.count(CORRUPT_OFFSET);
+                return Err(Error::corrupt(
+                    (self.rec_off(read) + REC_HEADER_LEN) as u64,
+                    format!(
+                        "payload checksum mismatch in entry {} ({} bytes); the entry was skipped",
+                        meta.id, meta.data_len
+                    ),
+                ));
+            }
+            if meta.expired(self.clock.wall_ms()) {
+                self.count(EXPIRED_OFFSET);
+                continue;
+            }
+            self.count(POPPED_OFFSET);
+            return Ok(Some(meta));
+        }
+    }
+
+    /// Copies the header of the record at `pos`.
+    fn read_header(&self, pos: u64) -> RecordHeaderBytes {
+        let mut header = [0u8; REC_HEADER_LEN];
+        self.region.read(self.rec_off(pos), &mut header);
+        header
+    }
+
+    /// After a copy of the record at `read` failed validation: true if the record was
+    /// stable during the copy (still the head, same stamp), so the damage is real.
+    fn head_unchanged(&self, read: u64, stamp: u64) -> bool {
+        // SYNC(seqlock): the fence keeps the copy's loads before the re-checks below,
+        // as in a seqlock reader (DESIGN: Reading a record).
+        fence(Ordering::Acquire);
+        self.read_pos().load(Ordering::Relaxed) == read
+            && self.stamp_at(read).load(Ordering::Relaxed) == stamp
+    }
+
+    /// Deals with a head at `read` that is not a committed record: padding, abandoned
+    /// and skipped records are removed; an uncommitted one is waited for and
+    /// abandoned once it has been stuck longer than the abandon timeout.
+    fn unblock_head(&self, read: u64, stamp: u64) -> Result<Head> {
+        match format::stamp_state(stamp, read) {
+            Some(STATE_PADDING) => {
+                let end = self.lap_end(read);
+                if self.within_written(end) {
+                    self.advance_read(read, end);
+                    return Ok(Head::Moved);
+                }
+                self.skip_damaged(read, stamp)?;
+                Ok(Head::Moved)
+            }
+            Some(STATE_ABANDONED) => {
+                self.skip_claimed(read, stamp)?;
+                Ok(Head::Moved)
+            }
+            // Someone is skipping this range (or died doing it): help.
+            Some(STATE_SKIPPED) => {
+                self.skip_unknown(read, stamp)?;
+                Ok(Head::Moved)
+            }
+            Some(STATE_COMMITTED) => Ok(Head::Moved),
+            // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
+            // is between reserve and commit, or died there.
+            _ => {
+                if self.write_pos().load(Ordering::Acquire) <= read {
+                    return Ok(Head::Empty);
+                }
+                if !self.stalled(read) {
+                    return Ok(Head::Stuck);
+                }
+                if format::stamp_state(stamp, read) == Some(STATE_CLAIMED) {
+                    // The CAS winner counts; a producer that commits first wins instead.
+                    if self
+                        .stamp_at(read)
+                        .compare_exchange(
+                            stamp,
+                            format::stamp(read, STATE_ABANDONED),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        self.count(ABANDONED_OFFSET);
+                    }
+                    return Ok(Head::Moved);
+                }
+                // Reserved but never claimed: the length is unknown.
+                if self.skip_unknown(read, stamp)? {
+                    self.count(ABANDONED_OFFSET);
+                }
+                Ok(Head::Moved)
+            }
+        }
+    }
+
+    /// Whether the head at `read` has been stuck for the abandon timeout, as seen by
+    /// this handle. The first sighting starts the clock.
+    fn stalled(&self, read: u64) -> bool {
+        let now = self.clock.mono_ms();
+        // Races between this handle's threads only restart the clock.
+        if self.stall_pos.load(Ordering::Relaxed) != read + 1 {
+            self.stall_since.store(now, Ordering::Relaxed);
+            self.stall_pos.store(read + 1, Ordering::Relaxed);
+            return false;
+        }
+        now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
+            >= u64::from(self.params.abandon_ms)
+    }
+
+    /// Removes an `ABANDONED` head by the length in its claim word, or by a scan if
+    /// that length is not plausible.
+    fn skip_claimed(&self, read: u64, stamp: u64) -> Result<()> {
+        // SYNC(claim): the Acquire load of the stamp (by our caller) made the claim
+        // word, stored before CLAIMED was released, visible.
+        let claim = self.claim_at(read).load(Ordering::Relaxed);
+        let data_len = format::claim_data_len(claim);
+        let rec_len = format::record_len(data_len);
+        if data_len <= self.max_data
+            && self.fits_in_lap(read, rec_len)
+            && self.within_written(read + rec_len)
+        {
+            self.advance_read(read, read + rec_len);
+            return Ok(());
+        }
+        self.skip_unknown(read, stamp).map(drop)
+    }
+
+    /// Skips a head whose stamp claims a record but whose contents are damaged.
+    fn skip_damaged(&self, read: u64, stamp: u64) -> Result<()> {
+        if self.skip_unknown(read, stamp)? {
+            self.count(CORRUPT_OFFSET);
+        }
+        Ok(())
+    }
+
+    /// Skips from `read`, whose stamp `stamp` can't be trusted for a length, to the
+    /// next record start (or `write_pos`), poisoning every word on the way with a
+    /// `SKIPPED` stamp so that a producer still about to claim one of them fails
+    /// instead of writing into a range readers have passed. True if this call moved
+    /// `read_pos`. DESIGN: Skipping.
+    fn skip_unknown(&self, read: u64, stamp: u64) -> Result<bool> {
+        let head = self.stamp_at(read);
+        let skipped = format::stamp(read, STATE_SKIPPED);
+        if stamp != skipped
+            && head
+                .compare_exchange(stamp, skipped, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(false); // the head changed: the caller looks again
+        }
+        let (_, write) = self.positions()?;
+        let mut pos = read + RECORD_ALIGN;
+        while pos < write {
+            if (pos - read) % (SKIP_RECHECK_WORDS * RECORD_ALIGN) == 0
+                && self.read_pos().load(Ordering::Acquire) != read
+            {
+                return Ok(false); // another reader finished the skip
+            }
+            let word = self.stamp_at(pos);
+            let value = word.load(Ordering::Acquire);
+            match format::stamp_state(value, pos) {
+                Some(state) if format::starts_record(state) => break,
+                Some(STATE_SKIPPED) => pos += RECORD_ALIGN,
+                _ => {
+                    if word
+                        .compare_exchange(
+                            value,
+                            format::stamp(pos, STATE_SKIPPED),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        pos += RECORD_ALIGN;
+                    } // else: claimed meanwhile; look at the same word again
+                }
+            }
+        }
+        Ok(self.advance_read(read, pos.min(write)))
+    }
+
+    // ------------------------------------------------------------ peek
+
+    /// The next live record at or after `*cursor` and before `end`, copied into
+    /// `buf`; advances the cursor past it. Never changes the ring. DESIGN: Peek.
+    pub(crate) fn peek_next(
+        &self,
+        cursor: &mut u64,
+        end: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<RecordMeta>> {
+        loop {
+            let read = self.read_pos().load(Ordering::Acquire);
+            self.check_pos(read, READ_POS_OFFSET)?;
+            let pos = (*cursor).max(read);
+            *cursor = pos;
+            if pos >= end {
+                return Ok(None);
+            }
+            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
+            let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+            match format::stamp_state(stamp, pos) {
+                Some(STATE_COMMITTED) => {}
+                Some(STATE_PADDING) => {
+                    *cursor = self.lap_end(pos);
+                    continue;
+                }
+                Some(STATE_ABANDONED) => {
+                    let data_len =
+                        format::claim_data_len(self.claim_at(pos).load(Ordering::Relaxed));
+                    let rec_len = format::record_len(data_len);
+                    if data_len > self.max_data || !self.fits_in_lap(pos, rec_len) {
+                        return Ok(None);
+                    }
+                    *cursor = pos + rec_len;
+                    continue;
+                }
+                // Being written, or not a record: the committed prefix ends here.
+                _ => return Ok(None),
+            }
+            let header = self.read_header(pos);
+            let parsed = RecordMeta::from_bytes(pos, &header, self.params.region_len);
+            if let Ok(meta) = &parsed {
+                buf.clear();
+                buf.resize(meta.data_len as usize, 0);
+                self.region.read(self.rec_off(pos) + REC_HEADER_LEN, buf);
+            }
+            // SYNC(seqlock): the copy is valid iff the record was not freed (and so not
+            // reused) before we finished it (DESIGN: Reading a record).
+            fence(Ordering::Acquire);
+            if self.read_pos().load(Ordering::Relaxed) > pos {
+                continue;
+            }
+            let meta = match parsed {
+                Ok(meta) => meta,
+                Err((field, what)) => {
+                    *cursor = end; // the length can't be trusted: stop here
+                    return Err(Error::corrupt(
+                        (self.rec_off(pos) + field) as u64,
+                        format!("record at position {pos}: {what}"),
+                    ));
+                }
+            };
+            *cursor = pos + format::record_len(meta.data_len);
+            if crc32c::crc32c(buf) != meta.data_crc {
+                return Err(Error::corrupt(
+                    (self.rec_off(pos) + REC_HEADER_LEN) as u64,
+                    format!("payload checksum mismatch in entry {}", meta.id),
+                ));
+            }
+            if meta.expired(self.clock.wall_ms()) {
+                continue;
+            }
+            return Ok(Some(meta));
+        }
+    }
+
+    /// Test support: reserves and claims a record like `push`, then stops, as a
+    /// producer that died before writing would.
+    #[cfg(any(test, loom))]
+    pub(crate) fn reserve_and_claim_only(&self, data_len: u32) -> Result<u64> {
+        let (pos, pad) = self.reserve(format::record_len(data_len))?;
+        if pad > 0 {
+            assert!(self.claim(pos - pad, STATE_PADDING));
+        }
+        self.claim_at(pos)
+            .store(format::claim(data_len, self.pid), Ordering::Relaxed);
+        assert!(self.claim(pos, STATE_CLAIMED));
+        Ok(pos)
+    }
+
+    // ------------------------------------------------------------ counters
+
+    /// The counters and positions, as one (not atomic) snapshot.
+    pub(crate) fn counters(&self) -> Counters {
+        let load = |off| self.word(off).load(Ordering::Relaxed);
+        Counters {
+            pushed: load(PUSHED_OFFSET),
+            popped: load(POPPED_OFFSET),
+            evicted: load(EVICTED_OFFSET),
+            expired: load(EXPIRED_OFFSET),
+            corrupt: load(CORRUPT_OFFSET),
+            abandoned: load(ABANDONED_OFFSET),
+            read_pos: load(READ_POS_OFFSET),
+            write_pos: load(WRITE_POS_OFFSET),
+        }
+    }
+
+    /// Entries in the ring now: pushed minus everything removed, 0 when the positions
+    /// meet, at most `capacity`.
+    pub(crate) fn len(&self) -> u64 {
+        let c = self.counters();
+        if c.read_pos >= c.write_pos {
+            return 0;
+        }
+        let removed = c
+            .popped
+            .saturating_add(c.evicted)
+            .saturating_add(c.expired)
+            .saturating_add(c.corrupt)
+            .saturating_add(c.abandoned);
+        c.pushed.saturating_sub(removed).min(self.capacity())
+    }
+
+    /// Most entries the ring can hold: one empty-payload record per header length.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.params.region_len / REC_HEADER_LEN as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Header;
+    use crate::region::HeapRegion;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64 as StdU64;
+
+    /// A clock the test moves by hand.
+    #[derive(Default)]
+    struct TestClock {
+        wall: Arc<StdU64>,
+        mono: Arc<StdU64>,
+    }
+
+    impl Clock for TestClock {
+        fn wall_ms(&self) -> u64 {
+            self.wall.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn mono_ms(&self) -> u64 {
+            self.mono.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    fn ring(region_len: u64, policy: Policy) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
+        let file_len = HEADER_LEN as u64 + region_len;
+        let header = Header::new(file_len, 0, policy, 100, 0);
+        let region = HeapRegion::new(file_len as usize);
+        region.write(0, &header.to_bytes());
+        let clock = TestClock::default();
+        let (wall, mono) = (clock.wall.clone(), clock.mono.clone());
+        let params = Params {
+            region_len,
+            policy,
+            default_ttl_secs: 0,
+            abandon_ms: 100,
+        };
+        (
+            RawRing::new(region, params, 1, Box::new(clock)).unwrap(),
+            wall,
+            mono,
+        )
+    }
+
+    fn pop(ring: &RawRing<HeapRegion>) -> Option<(u64, Vec<u8>)> {
+        let mut buf = Vec::new();
+        ring.pop_into(&mut buf).unwrap().map(|m| (m.id, buf))
+    }
+
+    #[test]
+    fn pops_in_push_order() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let a = ring.push(b"first", 0).unwrap();
+        let b = ring.push(b"second", 0).unwrap();
+        assert!(a < b);
+        assert_eq!(ring.len(), 2);
+        assert_eq!(pop(&ring), Some((a, b"first".to_vec())));
+        assert_eq!(pop(&ring), Some((b, b"second".to_vec())));
+        assert_eq!(pop(&ring), None);
+        assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn pads_record_at_wrap() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let payload = [7u8; 1000]; // 1056-byte records: three fit, the fourth wraps
+        for _ in 0..3 {
+            ring.push(&payload, 0).unwrap();
+        }
+        for _ in 0..3 {
+            assert_eq!(pop(&ring).unwrap().1, payload);
+        }
+        let id = ring.push(&payload, 0).unwrap();
+        assert_eq!(id, 4096, "the record after the padding starts the next lap");
+        assert_eq!(pop(&ring), Some((4096, payload.to_vec())));
+    }
+
+    #[test]
+    fn reject_mode_reports_full_and_keeps_everything() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let mut pushed = 0;
+        while ring.push(&[1u8; 100], 0).is_ok() {
+            pushed += 1;
+        }
+        assert!(matches!(ring.push(&[1u8; 100], 0), Err(Error::Full)));
+        assert_eq!(ring.len(), pushed);
+        let mut popped = 0;
+        while pop(&ring).is_some() {
+            popped += 1;
+        }
+        assert_eq!(popped, pushed);
+    }
+
+    #[test]
+    fn overwrite_mode_evicts_the_oldest() {
+        let (ring, ..) = ring(4096, Policy::Overwrite);
+        let ids: Vec<u64> = (0..100u32)
+            .map(|i| ring.push(&i.to_le_bytes(), 0).unwrap())
+            .collect();
+        let c = ring.counters();
+        let first = pop(&ring).unwrap();
+        assert!(c.evicted > 0);
+        let survivors = 1 + std::iter::from_fn(|| pop(&ring)).count() as u64;
+        assert_eq!(survivors + c.evicted, 100);
+        assert_eq!(first.0, ids[c.evicted as usize]);
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_and_counted() {
+        let (ring, wall, _) = ring(4096, Policy::Reject);
+        ring.push(b"short", 1).unwrap();
+        ring.push(b"forever", 0).unwrap();
+        wall.store(1000, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring).unwrap().1, b"forever");
+        assert_eq!(ring.counters().expired, 1);
+    }
+
+    #[test]
+    fn abandoned_claim_is_skipped_after_the_timeout() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        // A producer that reserved and claimed, then died.
+        ring.reserve_and_claim_only(10).unwrap();
+        let after = ring.push(b"after", 0).unwrap();
+        assert_eq!(pop(&ring), None, "head is still being written");
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        assert_eq!(ring.counters().abandoned, 1);
+        assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn unclaimed_reservation_is_skipped_after_the_timeout() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        // A producer that died between reserving and claiming: no length anywhere.
+        ring.reserve(format::record_len(200)).unwrap();
+        let after = ring.push(b"after", 0).unwrap();
+        assert_eq!(pop(&ring), None);
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+    }
+
+    #[test]
+    fn damaged_payload_is_reported_then_skipped() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let id = ring.push(b"hello", 0).unwrap();
+        ring.push(b"world", 0).unwrap();
+        let off = ring.rec_off(id) + REC_HEADER_LEN;
+        ring.region.write(off, b"j");
+        let mut buf = Vec::new();
+        match ring.pop_into(&mut buf) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, off as u64),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(pop(&ring).unwrap().1, b"world");
+        assert_eq!(ring.counters().corrupt, 1);
+    }
+
+    #[test]
+    fn damaged_metadata_is_skipped_by_scanning() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let id = ring.push(&[1u8; 300], 0).unwrap();
+        let next = ring.push(b"next", 0).unwrap();
+        // Flip a bit of the data length: the length must not be trusted.
+        let off = ring.rec_off(id) + format::REC_DATA_LEN_OFFSET;
+        ring.region.write(off, &[0xff]);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            ring.pop_into(&mut buf),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(pop(&ring), Some((next, b"next".to_vec())));
+    }
+
+    #[test]
+    fn peek_does_not_consume() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        ring.push(b"a", 0).unwrap();
+        ring.push(b"b", 0).unwrap();
+        let (_, end) = ring.positions().unwrap();
+        let mut cursor = 0;
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        while ring
+            .peek_next(&mut cursor, end, &mut buf)
+            .unwrap()
+            .is_some()
+        {
+            seen.push(buf.clone());
+        }
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(ring.len(), 2);
+    }
+
+    #[test]
+    fn too_large_changes_nothing() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let max = ring.max_data_len() as usize;
+        assert!(ring.push(&vec![0; max], 0).is_ok());
+        assert!(matches!(
+            ring.push(&vec![0; max + 1], 0),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(ring.counters().pushed, 1);
+    }
+}
