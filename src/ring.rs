@@ -254,6 +254,8 @@ impl<R: Region> RawRing<R> {
             if !self.claim(pos, STATE_CLAIMED) {
                 continue;
             }
+            #[cfg(feature = "crash-points")]
+            crate::crash::point("push-after-claim");
             let meta = RecordMeta {
                 version: format::ENTRY_VERSION,
                 data_len,
@@ -384,6 +386,8 @@ impl<R: Region> RawRing<R> {
                             return Ok(Head::Stuck);
                         }
                         let end = read + format::record_len(meta.data_len);
+                        #[cfg(feature = "crash-points")]
+                        crate::crash::point("evict-before-advance");
                         if self.within_written(end) && self.advance_read(read, end) {
                             self.count(if expired {
                                 EXPIRED_OFFSET
@@ -544,6 +548,8 @@ impl<R: Region> RawRing<R> {
                         )
                         .is_ok()
                     {
+                        #[cfg(feature = "crash-points")]
+                        crate::crash::point("abandon-after-mark");
                         self.count(ABANDONED_OFFSET);
                     }
                     return Ok(Head::Moved);
@@ -635,6 +641,8 @@ impl<R: Region> RawRing<R> {
                         )
                         .is_ok()
                     {
+                        #[cfg(feature = "crash-points")]
+                        crate::crash::point("skip-mid-scan");
                         pos += RECORD_ALIGN;
                     } // else: claimed meanwhile; look at the same word again
                 }

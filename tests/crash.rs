@@ -1,0 +1,1 @@
+//! Crash consistency (placeholder; see issue on proving the ring correct).
