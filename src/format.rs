@@ -446,7 +446,7 @@ pub(crate) fn meta_crc(pos: u64, rec: &RecordHeaderBytes) -> u32 {
 impl RecordMeta {
     /// Encodes the record header for position `pos` with claim word `claim`. The stamp
     /// bytes are left zero: the stamp is published separately with an atomic.
-    pub(crate) fn to_bytes(&self, pos: u64, claim: u64) -> RecordHeaderBytes {
+    pub(crate) fn to_bytes(self, pos: u64, claim: u64) -> RecordHeaderBytes {
         let mut b = [0u8; REC_HEADER_LEN];
         b[REC_CLAIM_OFFSET..][..8].copy_from_slice(&claim.to_le_bytes());
         b[REC_VERSION_OFFSET..][..8].copy_from_slice(&self.version.to_le_bytes());

@@ -1,7 +1,7 @@
 //! The ring algorithm over a heap region, for the loom models in `tests/loom.rs`.
 //! Compiled only under `--cfg loom`; not part of the public API.
 
-#![allow(clippy::disallowed_types, missing_docs)]
+#![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
