@@ -244,14 +244,10 @@ impl<R: Region> RawRing<R> {
         let write_time_ms = self.clock.wall_ms();
         loop {
             let (pos, pad) = self.reserve(rec_len)?;
-            if pad > 0 && !self.claim(pos - pad, STATE_PADDING) {
+            if pad > 0 && !self.claim(pos - pad, STATE_PADDING, None) {
                 continue; // poisoned by a reader that skipped our range: reserve again
             }
-            // The claim word carries the length, so readers can skip this record if we
-            // stall. Atomic, because a skipping reader may CAS this very word.
-            self.claim_at(pos)
-                .store(format::claim(data_len, self.pid), Ordering::Relaxed);
-            if !self.claim(pos, STATE_CLAIMED) {
+            if !self.claim(pos, STATE_CLAIMED, Some(format::claim(data_len, self.pid))) {
                 continue;
             }
             #[cfg(feature = "crash-points")]
@@ -292,14 +288,19 @@ impl<R: Region> RawRing<R> {
     }
 
     /// CASes the stamp at `pos`, which we reserved, from its stale value to
-    /// `state`. False if a skipping reader poisoned it first. DESIGN: Claiming.
-    fn claim(&self, pos: u64, state: u64) -> bool {
+    /// `state`, first storing `claim_word` (the length readers need to skip us if we
+    /// stall). False if a skipping reader poisoned the stamp first. DESIGN: Claiming.
+    fn claim(&self, pos: u64, state: u64, claim_word: Option<u64>) -> bool {
         let stamp = self.stamp_at(pos);
         let stale = stamp.load(Ordering::Relaxed);
         if format::stamp_state(stale, pos).is_some() {
             // Only a reader skipping our reservation writes a stamp for `pos` before we
-            // do (SKIPPED): the range is lost to us.
+            // do (SKIPPED), or a program forging the file: the range is not ours to use.
             return false;
+        }
+        if let Some(word) = claim_word {
+            // Atomic, because a skipping reader may CAS this very word.
+            self.claim_at(pos).store(word, Ordering::Relaxed);
         }
         // SYNC(claim): Release publishes the claim word stored just before, for a
         // reader that Acquires CLAIMED(pos) and needs the length to skip us.
@@ -448,6 +449,9 @@ impl<R: Region> RawRing<R> {
             let end = read + format::record_len(meta.data_len);
             if !self.within_written(end) {
                 // A committed stamp beyond write_pos is not something mmring writes.
+                if self.write_pos().load(Ordering::Acquire) <= read {
+                    return Ok(None); // a stale or forged stamp past the end: empty
+                }
                 if !self.head_unchanged(read, stamp) {
                     continue;
                 }
@@ -507,6 +511,11 @@ impl<R: Region> RawRing<R> {
     /// and skipped records are removed; an uncommitted one is waited for and
     /// abandoned once it has been stuck longer than the abandon timeout.
     fn unblock_head(&self, read: u64, stamp: u64) -> Result<Head> {
+        // Whatever the stamp says, a head at write_pos is not a record: the ring is
+        // empty (a stamp there is stale, or forged by whoever wrote the file).
+        if self.write_pos().load(Ordering::Acquire) <= read {
+            return Ok(Head::Empty);
+        }
         match format::stamp_state(stamp, read) {
             Some(STATE_PADDING) => {
                 let end = self.lap_end(read);
@@ -530,9 +539,6 @@ impl<R: Region> RawRing<R> {
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
-                if self.write_pos().load(Ordering::Acquire) <= read {
-                    return Ok(Head::Empty);
-                }
                 if !self.stalled(read) {
                     return Ok(Head::Stuck);
                 }
@@ -609,6 +615,10 @@ impl<R: Region> RawRing<R> {
     /// instead of writing into a range readers have passed. True if this call moved
     /// `read_pos`. DESIGN: Skipping.
     fn skip_unknown(&self, read: u64, stamp: u64) -> Result<bool> {
+        let (_, write) = self.positions()?;
+        if write <= read {
+            return Ok(false); // nothing to skip: the ring is empty
+        }
         let head = self.stamp_at(read);
         let skipped = format::stamp(read, STATE_SKIPPED);
         if stamp != skipped
@@ -618,7 +628,6 @@ impl<R: Region> RawRing<R> {
         {
             return Ok(false); // the head changed: the caller looks again
         }
-        let (_, write) = self.positions()?;
         let mut pos = read + RECORD_ALIGN;
         while pos < write {
             if (pos - read) % (SKIP_RECHECK_WORDS * RECORD_ALIGN) == 0
@@ -733,11 +742,10 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn reserve_and_claim_only(&self, data_len: u32) -> Result<u64> {
         let (pos, pad) = self.reserve(format::record_len(data_len))?;
         if pad > 0 {
-            assert!(self.claim(pos - pad, STATE_PADDING));
+            assert!(self.claim(pos - pad, STATE_PADDING, None));
         }
-        self.claim_at(pos)
-            .store(format::claim(data_len, self.pid), Ordering::Relaxed);
-        assert!(self.claim(pos, STATE_CLAIMED));
+        let claim_word = format::claim(data_len, self.pid);
+        assert!(self.claim(pos, STATE_CLAIMED, Some(claim_word)));
         Ok(pos)
     }
 
@@ -951,6 +959,45 @@ mod tests {
             Err(Error::Corrupt { .. })
         ));
         assert_eq!(pop(&ring), Some((next, b"next".to_vec())));
+    }
+
+    #[test]
+    fn forged_stamps_at_the_write_position_read_as_empty() {
+        // Regression: a stamp at read_pos == write_pos is not a record. Skipping it
+        // used to compute an empty skip and loop (or trip a debug assertion).
+        let (ring, ..) = ring(4096, Policy::Reject);
+        for state in [STATE_PADDING, STATE_ABANDONED, STATE_SKIPPED, STATE_CLAIMED] {
+            ring.stamp_at(0)
+                .store(format::stamp(0, state), Ordering::Relaxed);
+            assert_eq!(pop(&ring), None, "state {state}");
+        }
+        let meta = RecordMeta {
+            version: format::ENTRY_VERSION,
+            data_len: 1,
+            ttl_secs: 0,
+            id: 0,
+            data_crc: crc32c::crc32c(b"x"),
+            write_time_ms: 0,
+        };
+        let off = ring.rec_off(0);
+        ring.region
+            .write(off, &meta.to_bytes(0, format::claim(1, 1)));
+        ring.region.write(off + REC_HEADER_LEN, b"x");
+        ring.stamp_at(0)
+            .store(format::stamp(0, STATE_COMMITTED), Ordering::Relaxed);
+        assert_eq!(pop(&ring), None);
+        assert_eq!(
+            pop(&ring),
+            None,
+            "still empty, not an endless stream of errors"
+        );
+        // The producer can't claim a word that already holds a stamp for its position,
+        // so it reserves again after it; the forged record, being well formed, is then
+        // inside the ring and is delivered like any entry.
+        let id = ring.push(b"ok", 0).unwrap();
+        assert_eq!(pop(&ring), Some((0, b"x".to_vec())));
+        assert_eq!(pop(&ring), Some((id, b"ok".to_vec())));
+        assert_eq!(pop(&ring), None);
     }
 
     #[test]
