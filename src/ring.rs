@@ -25,6 +25,7 @@ use crate::format::{
 use crate::region::Region;
 use crate::sync::{self, AtomicU64, Ordering, fence};
 use crate::{Error, Result};
+use crossbeam_utils::CachePadded;
 
 /// How many times a consumer re-reads an uncommitted head before reporting "nothing
 /// available": a producer between its reservation and its commit finishes in well
@@ -85,9 +86,10 @@ pub(crate) struct RawRing<R> {
     /// which makes a producer refresh it, never overrun. Release/Acquire so a thread
     /// using another thread's cached value inherits its synchronization with the
     /// consumer that freed the space (DESIGN: Reserving).
-    cached_read: AtomicU64,
+    /// Padded: producers write it, consumers sharing the handle must not false-share.
+    cached_read: CachePadded<AtomicU64>,
     /// A recent `write_pos`, same reasoning for consumers.
-    cached_write: AtomicU64,
+    cached_write: CachePadded<AtomicU64>,
     /// Position + 1 of a head this handle saw stuck, 0 for none.
     stall_pos: AtomicU64,
     /// When `stall_pos` was first seen stuck (monotonic ms).
@@ -105,8 +107,8 @@ impl<R: Region> RawRing<R> {
             params,
             pid,
             clock,
-            cached_read: AtomicU64::new(0),
-            cached_write: AtomicU64::new(0),
+            cached_read: CachePadded::new(AtomicU64::new(0)),
+            cached_write: CachePadded::new(AtomicU64::new(0)),
             stall_pos: AtomicU64::new(0),
             stall_since: AtomicU64::new(0),
         };
@@ -481,7 +483,7 @@ impl<R: Region> RawRing<R> {
                     ),
                 ));
             }
-            if meta.expired(self.clock.wall_ms()) {
+            if meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms()) {
                 self.count(EXPIRED_OFFSET);
                 continue;
             }
@@ -729,7 +731,7 @@ impl<R: Region> RawRing<R> {
                     format!("payload checksum mismatch in entry {}", meta.id),
                 ));
             }
-            if meta.expired(self.clock.wall_ms()) {
+            if meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms()) {
                 continue;
             }
             return Ok(Some(meta));
