@@ -277,6 +277,12 @@ mod api {
             Duration::from_secs(u64::from(self.raw.params().default_ttl_secs))
         }
 
+        /// How long a record may stay reserved but uncommitted before readers skip
+        /// it (see [`Options::abandon_timeout`]).
+        pub fn abandon_timeout(&self) -> Duration {
+            Duration::from_millis(u64::from(self.raw.params().abandon_ms))
+        }
+
         /// The ring's counters, shared by all processes.
         pub fn stats(&self) -> Stats {
             let c = self.raw.counters();

@@ -187,26 +187,38 @@ impl<R: Region> RawRing<R> {
         Ok(pos)
     }
 
-    /// Fresh `(read_pos, write_pos)`, checked against the position invariant
-    /// `read_pos <= write_pos <= read_pos + region_len` (DESIGN: Invariants).
+    /// Recent `(read_pos, write_pos)` with `read_pos <= write_pos`, checked against
+    /// the position invariant `read_pos <= write_pos <= read_pos + region_len`
+    /// (DESIGN: Invariants).
+    ///
+    /// Two loads are not a snapshot: between them other threads may move both
+    /// positions by more than a region. Both only grow, so the check compares each
+    /// bound with a value loaded *later*: `read1 <= write` (read1 was current before
+    /// write was loaded) and `write <= read2 + region_len` (write was current before
+    /// read2 was loaded). Neither can fail on a healthy ring; a damaged pair of
+    /// positions fails one of them.
     pub(crate) fn positions(&self) -> Result<(u64, u64)> {
-        // read_pos first: both only grow, so a later write_pos is at least as large
-        // as the write_pos that was current when read_pos was loaded.
-        let read = self.read_pos().load(Ordering::Acquire);
+        let read1 = self.read_pos().load(Ordering::Acquire);
         let write = self.write_pos().load(Ordering::Acquire);
-        self.check_pos(read, READ_POS_OFFSET)?;
+        let read2 = self.read_pos().load(Ordering::Acquire);
+        self.check_pos(read1, READ_POS_OFFSET)?;
         self.check_pos(write, WRITE_POS_OFFSET)?;
-        if read > write || write - read > self.params.region_len {
+        self.check_pos(read2, READ_POS_OFFSET)?;
+        if read1 > write || write > read2 + self.params.region_len {
             return Err(Error::corrupt(
                 READ_POS_OFFSET as u64,
                 format!(
-                    "read position {read} and write position {write} are more than the \
+                    "read position {} and write position {write} are more than the \
                      region ({} bytes) apart or out of order",
+                    if read1 > write { read1 } else { read2 },
                     self.params.region_len
                 ),
             ));
         }
-        Ok((read, write))
+        // read2 may have passed this write already; a read position that is not
+        // ahead of the write position is what callers need (it only errs low, which
+        // for a producer means "less free space": conservative).
+        Ok((read2.min(write), write))
     }
 
     /// Whether `end` is at or below `write_pos`, refreshing the cached value if needed.
@@ -1000,6 +1012,29 @@ mod tests {
         assert_eq!(pop(&ring), Some((0, b"x".to_vec())));
         assert_eq!(pop(&ring), Some((id, b"ok".to_vec())));
         assert_eq!(pop(&ring), None);
+    }
+
+    #[test]
+    fn positions_never_report_corruption_under_concurrent_use() {
+        //! Regression: positions() compared two loads as if they were one snapshot,
+        //! so a thread delayed between them reported a healthy ring as corrupt.
+        let (ring, ..) = ring(4096, Policy::Overwrite);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        ring.push(&[0u8; 64], 0).unwrap();
+                        ring.positions().unwrap();
+                    }
+                });
+            }
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                for _ in 0..20_000 {
+                    ring.pop_into(&mut buf).unwrap();
+                }
+            });
+        });
     }
 
     #[test]
