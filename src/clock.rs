@@ -1,11 +1,12 @@
-//! The system clocks the ring reads: coarse clocks, because TTLs are whole seconds
-//! and stall timeouts are milliseconds, and a coarse read costs a few nanoseconds
-//! from the vDSO instead of tens.
+//! The system clocks the ring reads: the coarse wall clock for write times (TTLs are
+//! whole seconds, and a coarse read on every push costs a few nanoseconds instead of
+//! tens) and the precise monotonic clock for stall timeouts (read only while a head is
+//! stuck; a coarse tick would fire a timeout up to a few milliseconds early).
 
 use crate::ring::Clock;
 use rustix::time::{ClockId, clock_gettime};
 
-/// `CLOCK_REALTIME_COARSE` for write times, `CLOCK_MONOTONIC_COARSE` for stalls.
+/// `CLOCK_REALTIME_COARSE` for write times, `CLOCK_MONOTONIC` for stalls.
 pub(crate) struct SystemClock;
 
 fn millis(id: ClockId) -> u64 {
@@ -21,6 +22,6 @@ impl Clock for SystemClock {
     }
 
     fn mono_ms(&self) -> u64 {
-        millis(ClockId::MonotonicCoarse)
+        millis(ClockId::Monotonic)
     }
 }

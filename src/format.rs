@@ -379,6 +379,13 @@ impl Header {
         if abandon_ms == 0 {
             return Err(corrupt(ABANDON_MS_OFFSET, "abandon timeout is 0 ms".into()));
         }
+        let reserved = u32_at(bytes, RESERVED_OFFSET);
+        if reserved != 0 {
+            return Err(corrupt(
+                RESERVED_OFFSET,
+                format!("reserved field is {reserved:#x}; version 1 requires 0"),
+            ));
+        }
         let flags = u32_at(bytes, FLAGS_OFFSET);
         if flags != 0 {
             return Err(corrupt(

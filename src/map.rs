@@ -148,42 +148,52 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 /// directory, then linked into place, so no process ever sees a half-initialized ring
 /// and exactly one of several concurrent creators wins.
 pub(crate) fn create(path: &Path, header: &Header, mode: u32) -> Result<MmapRegion> {
-    let tmp = temp_path(path);
-    let result = create_at(path, &tmp, header, mode);
-    // The temporary name is only a staging area: remove it whatever happened.
-    let _ = std::fs::remove_file(&tmp);
+    if path.exists() {
+        return Err(Error::AlreadyExists { path: path.into() });
+    }
+    let (file, staging) = create_staging(path, mode)?;
+    let result = publish(&file, path, &staging, header);
+    // The staging name is ours alone (created with O_EXCL): remove it whatever happened.
+    let _ = std::fs::remove_file(&staging);
     result
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// Creates a staging file next to `path` under a name no other thread or process
+/// uses: the PID and a per-process counter, created with O_EXCL, trying the next
+/// number if a file of that name was left behind.
+fn create_staging(path: &Path, mode: u32) -> Result<(File, PathBuf)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    path.with_file_name(format!(".{name}.{}.{nanos}.mmring-tmp", std::process::id()))
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let staging = path.with_file_name(format!(".{name}.{}.{n}.mmring-tmp", std::process::id()));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&staging)
+        {
+            Ok(file) => return Ok((file, staging)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(path, "create", e)),
+        }
+    }
 }
 
-fn create_at(path: &Path, tmp: &Path, header: &Header, mode: u32) -> Result<MmapRegion> {
-    if path.exists() {
-        return Err(Error::AlreadyExists { path: path.into() });
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)
-        .map_err(|e| Error::io(path, "create", e))?;
-    preallocate(&file, header.file_len).map_err(|e| Error::io(path, "preallocate", e))?;
-    let region = map_file(&file, path, header.file_len)?;
+/// Preallocates and initializes the staging file, then links it to `path`, which
+/// fails if `path` exists: the ring appears whole or not at all.
+fn publish(file: &File, path: &Path, staging: &Path, header: &Header) -> Result<MmapRegion> {
+    preallocate(file, header.file_len).map_err(|e| Error::io(path, "preallocate", e))?;
+    let region = map_file(file, path, header.file_len)?;
     // The file is all zeroes: positions 0, counters 0, every stamp "never written".
     region.write(0, &header.to_bytes());
     region.flush().map_err(|e| Error::io(path, "msync", e))?;
-    match std::fs::hard_link(tmp, path) {
+    match std::fs::hard_link(staging, path) {
         Ok(()) => Ok(region),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             Err(Error::AlreadyExists { path: path.into() })

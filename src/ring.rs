@@ -31,8 +31,6 @@ use crossbeam_utils::CachePadded;
 /// available": a producer between its reservation and its commit finishes in well
 /// under a microsecond.
 const HEAD_SPINS: u32 = 64;
-/// How many words a skip poisons between checks that `read_pos` has not moved on.
-const SKIP_RECHECK_WORDS: u64 = 64;
 
 /// Time as the ring needs it. Injected so loom models and tests control it.
 pub(crate) trait Clock: Send + Sync {
@@ -72,6 +70,8 @@ enum Head {
     Stuck,
     /// Something changed (a record was removed by us or someone else): look again.
     Moved,
+    /// A damaged record was found and skipped (and counted): report it, then go on.
+    Damaged(Error),
 }
 
 /// One handle's view of a ring in `R`. The ring itself is entirely in the region;
@@ -312,20 +312,32 @@ impl<R: Region> RawRing<R> {
             // do (SKIPPED), or a program forging the file: the range is not ours to use.
             return false;
         }
+        // A producer stopped for longer than the abandon timeout since it reserved may
+        // find its range skipped and reused by a later lap: then these words belong to
+        // someone else, and it must write nothing (DESIGN: Stalls and abandonment).
+        if self.read_pos().load(Ordering::Acquire) > pos {
+            return false;
+        }
         if let Some(word) = claim_word {
             // Atomic, because a skipping reader may CAS this very word.
             self.claim_at(pos).store(word, Ordering::Relaxed);
         }
+        let claimed = format::stamp(pos, state);
         // SYNC(claim): Release publishes the claim word stored just before, for a
         // reader that Acquires CLAIMED(pos) and needs the length to skip us.
-        stamp
-            .compare_exchange(
-                stale,
-                format::stamp(pos, state),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        if stamp
+            .compare_exchange(stale, claimed, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // The same, for a stop between the check above and the CAS: the word we just
+        // claimed belongs to a later lap. Put it back and reserve again.
+        if self.read_pos().load(Ordering::Acquire) > pos {
+            let _ = stamp.compare_exchange(claimed, stale, Ordering::AcqRel, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
@@ -351,7 +363,7 @@ impl<R: Region> RawRing<R> {
                 }
                 if end > read + region_len {
                     match self.make_room(read)? {
-                        Head::Moved => continue,
+                        Head::Moved | Head::Damaged(_) => continue,
                         Head::Empty | Head::Stuck => match self.params.policy {
                             Policy::Reject => return Err(Error::Full),
                             Policy::Overwrite => {
@@ -393,8 +405,7 @@ impl<R: Region> RawRing<R> {
         let stamp = self.stamp_at(read).load(Ordering::Acquire);
         match format::stamp_state(stamp, read) {
             Some(STATE_COMMITTED) => {
-                let header = self.read_header(read);
-                match RecordMeta::from_bytes(read, &header, self.params.region_len) {
+                match self.read_meta(read) {
                     Ok(meta) => {
                         let expired = meta.expired(self.clock.wall_ms());
                         if !expired && self.params.policy != Policy::Overwrite {
@@ -412,12 +423,9 @@ impl<R: Region> RawRing<R> {
                         }
                         Ok(Head::Moved)
                     }
-                    Err(_) => {
-                        // Skipped and counted; the record's owner-to-be learns nothing,
-                        // a consumer would have been told. Re-examined by the caller.
-                        self.skip_damaged(read, stamp)?;
-                        Ok(Head::Moved)
-                    }
+                    // Skipped and counted; a consumer would have been told, a producer
+                    // making room just goes on.
+                    Err((field, what)) => self.skip_damaged(read, stamp, field, &what),
                 }
             }
             _ => self.unblock_head(read, stamp),
@@ -437,6 +445,7 @@ impl<R: Region> RawRing<R> {
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
+                    Head::Damaged(e) => return Err(e),
                     Head::Empty => return Ok(None),
                     Head::Stuck if spins < HEAD_SPINS => {
                         spins += 1;
@@ -446,18 +455,16 @@ impl<R: Region> RawRing<R> {
                     Head::Stuck => return Ok(None),
                 }
             }
-            let header = self.read_header(read);
-            let meta = match RecordMeta::from_bytes(read, &header, self.params.region_len) {
+            let meta = match self.read_meta(read) {
                 Ok(meta) => meta,
                 Err((field, what)) => {
                     if !self.head_unchanged(read, stamp) {
                         continue; // torn by a concurrent overwrite, not damaged
                     }
-                    self.skip_damaged(read, stamp)?;
-                    return Err(Error::corrupt(
-                        (self.rec_off(read) + field) as u64,
-                        format!("record at position {read}: {what}"),
-                    ));
+                    match self.skip_damaged(read, stamp, field, &what)? {
+                        Head::Damaged(e) => return Err(e),
+                        _ => continue, // another reader skipped (and reported) it
+                    }
                 }
             };
             let end = read + format::record_len(meta.data_len);
@@ -469,11 +476,11 @@ impl<R: Region> RawRing<R> {
                 if !self.head_unchanged(read, stamp) {
                     continue;
                 }
-                self.skip_damaged(read, stamp)?;
-                return Err(Error::corrupt(
-                    self.rec_off(read) as u64,
-                    format!("record at position {read} extends past the write position"),
-                ));
+                let what = "the record extends past the write position";
+                match self.skip_damaged(read, stamp, format::REC_DATA_LEN_OFFSET, what)? {
+                    Head::Damaged(e) => return Err(e),
+                    _ => continue,
+                }
             }
             buf.clear();
             buf.resize(meta.data_len as usize, 0);
@@ -504,11 +511,31 @@ impl<R: Region> RawRing<R> {
         }
     }
 
-    /// Copies the header of the record at `pos`.
-    fn read_header(&self, pos: u64) -> RecordHeaderBytes {
-        let mut header = [0u8; REC_HEADER_LEN];
+    /// Copies and validates the header of the record at `pos`. A stamp in the last
+    /// bytes of the region, where no header fits, can only come from damage.
+    fn read_meta(&self, pos: u64) -> Result<RecordMeta, (usize, String)> {
+        if !self.fits_in_lap(pos, REC_HEADER_LEN as u64) {
+            return Err((
+                format::REC_STAMP_OFFSET,
+                "a record stamp where no record header fits (a damaged stamp)".into(),
+            ));
+        }
+        let mut header: RecordHeaderBytes = [0u8; REC_HEADER_LEN];
         self.region.read(self.rec_off(pos), &mut header);
-        header
+        RecordMeta::from_bytes(pos, &header, self.params.region_len)
+    }
+
+    /// The data length in the claim word of the record at `pos`, if the word is
+    /// inside the region.
+    fn claimed_len(&self, pos: u64) -> Option<u32> {
+        if !self.fits_in_lap(pos, (REC_CLAIM_OFFSET + 8) as u64) {
+            return None;
+        }
+        // SYNC(claim): callers Acquired a CLAIMED/COMMITTED/ABANDONED stamp, which
+        // makes the claim word stored before the claim visible.
+        Some(format::claim_data_len(
+            self.claim_at(pos).load(Ordering::Relaxed),
+        ))
     }
 
     /// After a copy of the record at `read` failed validation: true if the record was
@@ -531,22 +558,30 @@ impl<R: Region> RawRing<R> {
             return Ok(Head::Empty);
         }
         match format::stamp_state(stamp, read) {
-            Some(STATE_PADDING) => {
-                let end = self.lap_end(read);
-                if self.within_written(end) {
-                    self.advance_read(read, end);
-                    return Ok(Head::Moved);
+            Some(STATE_PADDING) => match self.padding_plausible(read) {
+                Some(true) => {
+                    self.advance_read(read, self.lap_end(read));
+                    Ok(Head::Moved)
                 }
-                self.skip_damaged(read, stamp)?;
-                Ok(Head::Moved)
-            }
-            Some(STATE_ABANDONED) => {
-                self.skip_claimed(read, stamp)?;
-                Ok(Head::Moved)
-            }
+                Some(false) => self.skip_damaged(
+                    read,
+                    stamp,
+                    format::REC_STAMP_OFFSET,
+                    "padding stamp where no padding can be (a damaged stamp)",
+                ),
+                // The record after the padding is not claimed yet; its producer is
+                // between the two claims, or died there. Past the timeout the padding
+                // is removed and that record's slot becomes the stalled head.
+                None if self.stalled(read) => {
+                    self.advance_read(read, self.lap_end(read));
+                    Ok(Head::Moved)
+                }
+                None => Ok(Head::Stuck),
+            },
+            Some(STATE_ABANDONED) => self.skip_claimed(read, stamp),
             // Someone is skipping this range (or died doing it): help.
             Some(STATE_SKIPPED) => {
-                self.skip_unknown(read, stamp)?;
+                self.skip_unknown(read, stamp, None)?;
                 Ok(Head::Moved)
             }
             Some(STATE_COMMITTED) => Ok(Head::Moved),
@@ -575,9 +610,7 @@ impl<R: Region> RawRing<R> {
                     return Ok(Head::Moved);
                 }
                 // Reserved but never claimed: the length is unknown.
-                if self.skip_unknown(read, stamp)? {
-                    self.count(ABANDONED_OFFSET);
-                }
+                self.skip_unknown(read, stamp, Some(ABANDONED_OFFSET))?;
                 Ok(Head::Moved)
             }
         }
@@ -587,74 +620,121 @@ impl<R: Region> RawRing<R> {
     /// this handle. The first sighting starts the clock.
     fn stalled(&self, read: u64) -> bool {
         let now = self.clock.mono_ms();
-        // Races between this handle's threads only restart the clock.
-        if self.stall_pos.load(Ordering::Relaxed) != read + 1 {
+        // Races between this handle's threads only restart the clock. Release/Acquire:
+        // a thread that sees the new stall_pos also sees its stall_since.
+        if self.stall_pos.load(Ordering::Acquire) != read + 1 {
             self.stall_since.store(now, Ordering::Relaxed);
-            self.stall_pos.store(read + 1, Ordering::Relaxed);
+            self.stall_pos.store(read + 1, Ordering::Release);
             return false;
         }
         now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
             >= u64::from(self.params.abandon_ms)
     }
 
+    /// Whether a `PADDING` stamp at `read` can be real. Padding is only written in
+    /// front of a record that did not fit before the end of the lap, so it is shorter
+    /// than the largest record, and the next lap starts with that record, which is
+    /// longer than the padding. This catches a damaged stamp (COMMITTED and PADDING
+    /// differ in one bit) that would otherwise drop the rest of the lap. `None`: the
+    /// record after the padding is not claimed yet, so it can't be told.
+    fn padding_plausible(&self, read: u64) -> Option<bool> {
+        let end = self.lap_end(read);
+        let pad = end - read;
+        if pad >= format::record_len(self.max_data) || !self.within_written(end + RECORD_ALIGN) {
+            return Some(false);
+        }
+        // SYNC(claim): Acquire on the stamp makes the claim word visible.
+        let next = self.stamp_at(end).load(Ordering::Acquire);
+        match format::stamp_state(next, end) {
+            Some(STATE_CLAIMED | STATE_COMMITTED | STATE_ABANDONED) => {
+                let data_len = self.claimed_len(end)?;
+                Some(format::record_len(data_len) > pad)
+            }
+            Some(_) => Some(false),
+            None => None,
+        }
+    }
+
     /// Removes an `ABANDONED` head by the length in its claim word, or by a scan if
     /// that length is not plausible.
-    fn skip_claimed(&self, read: u64, stamp: u64) -> Result<()> {
-        // SYNC(claim): the Acquire load of the stamp (by our caller) made the claim
-        // word, stored before CLAIMED was released, visible.
-        let claim = self.claim_at(read).load(Ordering::Relaxed);
-        let data_len = format::claim_data_len(claim);
+    fn skip_claimed(&self, read: u64, stamp: u64) -> Result<Head> {
+        let data_len = self.claimed_len(read).unwrap_or(u32::MAX);
         let rec_len = format::record_len(data_len);
         if data_len <= self.max_data
             && self.fits_in_lap(read, rec_len)
             && self.within_written(read + rec_len)
         {
             self.advance_read(read, read + rec_len);
-            return Ok(());
+            return Ok(Head::Moved);
         }
-        self.skip_unknown(read, stamp).map(drop)
+        self.skip_damaged(
+            read,
+            stamp,
+            REC_CLAIM_OFFSET,
+            &format!("abandoned record claims an impossible length of {data_len} bytes"),
+        )
     }
 
-    /// Skips a head whose stamp claims a record but whose contents are damaged.
-    fn skip_damaged(&self, read: u64, stamp: u64) -> Result<()> {
-        if self.skip_unknown(read, stamp)? {
-            self.count(CORRUPT_OFFSET);
+    /// Skips a head whose stamp claims a record but whose contents are damaged. The
+    /// reader whose skip moved `read_pos` counts it and gets the error to report;
+    /// `field` is the record-relative offset of what was wrong.
+    fn skip_damaged(&self, read: u64, stamp: u64, field: usize, what: &str) -> Result<Head> {
+        if !self.skip_unknown(read, stamp, Some(CORRUPT_OFFSET))? {
+            return Ok(Head::Moved);
         }
-        Ok(())
+        Ok(Head::Damaged(Error::corrupt(
+            (self.rec_off(read) + field) as u64,
+            format!("record at position {read}: {what}; skipped to the next record"),
+        )))
     }
 
     /// Skips from `read`, whose stamp `stamp` can't be trusted for a length, to the
     /// next record start (or `write_pos`), poisoning every word on the way with a
     /// `SKIPPED` stamp so that a producer still about to claim one of them fails
-    /// instead of writing into a range readers have passed. True if this call moved
-    /// `read_pos`. DESIGN: Skipping.
-    fn skip_unknown(&self, read: u64, stamp: u64) -> Result<bool> {
+    /// instead of writing into a range readers have passed. True if this call marked
+    /// the head (it then bumps `count_as` and its caller reports the skip); false if
+    /// another reader did or the head moved on. DESIGN: Skipping.
+    fn skip_unknown(&self, read: u64, stamp: u64, count_as: Option<usize>) -> Result<bool> {
         let (_, write) = self.positions()?;
         if write <= read {
             return Ok(false); // nothing to skip: the ring is empty
         }
+        // SYNC(seqlock): the caller's reads of this record happen before this check.
+        // While read_pos is still `read`, no position in [read, write) can have been
+        // reused (I4), so `stamp` and every word walked below belong to this lap.
+        fence(Ordering::Acquire);
+        if self.read_pos().load(Ordering::Acquire) != read {
+            return Ok(false);
+        }
         let head = self.stamp_at(read);
         let skipped = format::stamp(read, STATE_SKIPPED);
-        if stamp != skipped
+        let marked = stamp != skipped;
+        if marked
             && head
                 .compare_exchange(stamp, skipped, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
             return Ok(false); // the head changed: the caller looks again
         }
+        if marked && let Some(counter) = count_as {
+            // Counted by the reader whose CAS marked the head, before the walk, so that
+            // a reader killed mid-walk (the next reader finishes it) is still counted.
+            self.count(counter);
+        }
         let mut pos = read + RECORD_ALIGN;
         while pos < write {
-            if (pos - read) % (SKIP_RECHECK_WORDS * RECORD_ALIGN) == 0
-                && self.read_pos().load(Ordering::Acquire) != read
-            {
-                return Ok(false); // another reader finished the skip
-            }
             let word = self.stamp_at(pos);
             let value = word.load(Ordering::Acquire);
             match format::stamp_state(value, pos) {
                 Some(state) if format::starts_record(state) => break,
                 Some(STATE_SKIPPED) => pos += RECORD_ALIGN,
                 _ => {
+                    // Re-checked before every poisoning (skips are rare): a reader
+                    // that finished this skip and a lap of pushes since would make this
+                    // word someone else's.
+                    if self.read_pos().load(Ordering::Acquire) != read {
+                        return Ok(marked);
+                    }
                     if word
                         .compare_exchange(
                             value,
@@ -671,7 +751,8 @@ impl<R: Region> RawRing<R> {
                 }
             }
         }
-        Ok(self.advance_read(read, pos.min(write)))
+        self.advance_read(read, pos.min(write));
+        Ok(marked)
     }
 
     // ------------------------------------------------------------ peek
@@ -696,13 +777,27 @@ impl<R: Region> RawRing<R> {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             match format::stamp_state(stamp, pos) {
                 Some(STATE_COMMITTED) => {}
-                Some(STATE_PADDING) => {
-                    *cursor = self.lap_end(pos);
-                    continue;
-                }
+                Some(STATE_PADDING) => match self.padding_plausible(pos) {
+                    Some(true) => {
+                        *cursor = self.lap_end(pos);
+                        continue;
+                    }
+                    Some(false) => {
+                        if self.read_pos().load(Ordering::Acquire) > pos {
+                            continue; // removed meanwhile: what we saw may be a later lap
+                        }
+                        *cursor = end;
+                        return Err(Error::corrupt(
+                            self.rec_off(pos) as u64,
+                            format!(
+                                "record at position {pos}: padding stamp where no padding can be"
+                            ),
+                        ));
+                    }
+                    None => return Ok(None),
+                },
                 Some(STATE_ABANDONED) => {
-                    let data_len =
-                        format::claim_data_len(self.claim_at(pos).load(Ordering::Relaxed));
+                    let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
                     let rec_len = format::record_len(data_len);
                     if data_len > self.max_data || !self.fits_in_lap(pos, rec_len) {
                         return Ok(None);
@@ -713,8 +808,7 @@ impl<R: Region> RawRing<R> {
                 // Being written, or not a record: the committed prefix ends here.
                 _ => return Ok(None),
             }
-            let header = self.read_header(pos);
-            let parsed = RecordMeta::from_bytes(pos, &header, self.params.region_len);
+            let parsed = self.read_meta(pos);
             if let Ok(meta) = &parsed {
                 buf.clear();
                 buf.resize(meta.data_len as usize, 0);
@@ -1067,5 +1161,266 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert_eq!(ring.counters().pushed, 1);
+    }
+
+    // ---------------------------------------------------------------- review regressions
+
+    fn meta_for(pos: u64, data: &[u8]) -> RecordMeta {
+        RecordMeta {
+            version: format::ENTRY_VERSION,
+            data_len: data.len() as u32,
+            ttl_secs: 0,
+            id: pos,
+            data_crc: crc32c::crc32c(data),
+            write_time_ms: 0,
+        }
+    }
+
+    /// Runs `f` on another thread; fails if it does not finish within 5 s (an endless
+    /// loop), or propagates its panic.
+    fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            let r = f();
+            let _ = tx.send(());
+            r
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(()) => h.join().unwrap(),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+                Err(p) => std::panic::resume_unwind(p),
+                Ok(_) => unreachable!(),
+            },
+            Err(_) => panic!("did not finish within 5 s: endless loop"),
+        }
+    }
+
+    /// B: a single bit flip turning an 8-byte PADDING stamp at the last word of the
+    /// region into COMMITTED makes pop read a 56-byte header past the region end.
+    #[test]
+    fn flipped_padding_stamp_at_region_end_does_not_panic() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        for _ in 0..73 {
+            ring.push(b"", 0).unwrap(); // 73 * 56 = 4088
+        }
+        assert!(pop(&ring).is_some());
+        assert!(pop(&ring).is_some());
+        let id = ring.push(b"", 0).unwrap();
+        assert_eq!(id, 4096, "8 bytes of padding at 4088");
+        for _ in 0..71 {
+            assert!(pop(&ring).is_some());
+        }
+        assert_eq!(ring.read_pos().load(Ordering::Relaxed), 4088);
+        // One bit: PADDING (3) -> COMMITTED (2).
+        ring.stamp_at(4088).fetch_xor(1, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.pop_into(&mut buf)));
+        assert!(r.is_ok(), "pop panicked on a damaged stamp");
+    }
+
+    /// B': an ABANDONED (or CLAIMED, after the timeout) stamp at the region's last word
+    /// in a hostile file: skip_claimed loads the claim word one past the region.
+    #[test]
+    fn abandoned_stamp_at_region_end_does_not_panic() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        ring.read_pos().store(4088, Ordering::Relaxed);
+        ring.write_pos().store(4096 + 64, Ordering::Relaxed);
+        ring.stamp_at(4088)
+            .store(format::stamp(4088, STATE_ABANDONED), Ordering::Relaxed);
+        let mut buf = Vec::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.pop_into(&mut buf)));
+        assert!(r.is_ok(), "pop panicked on a hostile stamp");
+    }
+
+    /// C: a damaged header whose payload holds a word that looks like a stamp of a
+    /// later lap for its own offset: skip_unknown gives up every time, pop loops.
+    #[test]
+    fn skip_over_payload_that_looks_like_a_later_stamp_terminates() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        // Payload word at absolute position 56 holds (56 + 4096) | COMMITTED: any
+        // u64 congruent to its offset mod region_len and larger than it.
+        let mut payload = vec![0u8; 64];
+        payload[..8].copy_from_slice(&((56u64 + 4096) | STATE_COMMITTED).to_le_bytes());
+        let a = ring.push(&payload, 0).unwrap();
+        let b = ring.push(b"next", 0).unwrap();
+        // Damage A's header (a bit in the TTL field).
+        let off = ring.rec_off(a) + format::REC_TTL_OFFSET;
+        ring.region.write(off, &[0x80]);
+        let r2 = ring.clone();
+        let results = within_deadline(move || {
+            let mut buf = Vec::new();
+            let first = r2.pop_into(&mut buf).map(|m| m.map(|m| m.id));
+            let second = r2.pop_into(&mut buf).map(|m| m.map(|m| m.id));
+            (first.is_err(), second.ok().flatten())
+        });
+        assert_eq!(results, (true, Some(b)));
+    }
+
+    /// C': the same wedge from stale bytes of an earlier lap in the range of a producer
+    /// that died between reserve and claim (no damage at all, just user data).
+    #[test]
+    fn skip_of_dead_reservation_over_stale_user_data_terminates() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        // Lap 0: a record at 0 whose payload word at position 56 is the u64 8248|2
+        // (8248 = 56 + 2 * 4096): ordinary user data.
+        let mut payload = vec![0u8; 1000];
+        payload[..8].copy_from_slice(&(8248u64 | 2).to_le_bytes());
+        ring.push(&payload, 0).unwrap();
+        assert!(pop(&ring).is_some());
+        // Move exactly to the start of lap 1 with ordinary traffic.
+        for _ in 0..2 {
+            ring.push(&[0u8; 1464], 0).unwrap(); // 1520-byte records: 1056 + 2 * 1520 = 4096
+            assert!(pop(&ring).is_some());
+        }
+        let (dead, _) = ring.reserve(format::record_len(200)).unwrap(); // dies: no claim
+        assert_eq!(dead, 4096);
+        let after = ring.push(b"after", 0).unwrap();
+        assert_eq!(pop(&ring), None);
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        let r2 = ring.clone();
+        let got = within_deadline(move || {
+            let mut buf = Vec::new();
+            r2.pop_into(&mut buf).unwrap().map(|m| m.id)
+        });
+        assert_eq!(got, Some(after));
+    }
+
+    /// A: a consumer thread that loaded read_pos = r, then was preempted while r was
+    /// abandoned by another thread of the same handle and the ring lapped, acts on the
+    /// stamp of a later lap as if it were r's unclaimed stamp and destroys a committed
+    /// entry (reject mode: a push that returned Ok is never popped).
+    #[test]
+    fn stale_head_does_not_destroy_a_later_lap_record() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let r = ring.reserve_and_claim_only(10).unwrap(); // a producer that dies
+        assert_eq!(r, 0);
+        assert_eq!(pop(&ring), None, "stall clock for 0 starts");
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        // Thread T1 of this handle: loads read_pos = 0 (pop_into line `let read = ...`)
+        // and is preempted here. Thread T2 abandons and skips 0, and traffic continues.
+        let stale_read = ring.read_pos().load(Ordering::Acquire);
+        assert_eq!(pop(&ring), None); // T2: abandons, skips, ring empty
+        assert_eq!(ring.counters().abandoned, 1);
+        let payload = [7u8; 1000];
+        for _ in 0..3 {
+            ring.push(&payload, 0).unwrap();
+            assert!(pop(&ring).is_some());
+        }
+        let victim = ring.push(&payload, 0).unwrap();
+        assert_eq!(victim, 4096, "a committed record at offset 0 of lap 1");
+        // T1 resumes: loads the stamp at offset 0 and, as pop_into does for a stamp that
+        // is not COMMITTED(read), hands it to unblock_head.
+        let stamp = ring.stamp_at(stale_read).load(Ordering::Acquire);
+        assert_ne!(
+            format::stamp_state(stamp, stale_read),
+            Some(STATE_COMMITTED)
+        );
+        let _ = ring.unblock_head(stale_read, stamp);
+        // The committed entry must still be delivered.
+        let mut got = None;
+        for step in 0..10u64 {
+            if let Some(e) = pop(&ring) {
+                got = Some(e.0);
+                break;
+            }
+            mono.store(200 + step * 100, std::sync::atomic::Ordering::Relaxed);
+        }
+        assert_eq!(
+            got,
+            Some(victim),
+            "committed entry lost; counters {:?}",
+            ring.counters()
+        );
+    }
+
+    /// D: a producer stalled between reserve and claim for longer than the abandon
+    /// timeout (SIGSTOP, a long preemption). Readers skip its range and the ring laps.
+    /// On resuming, its claim CAS accepts the stamp of the later-lap record at its offset
+    /// (claim only rejects stamps for its own position), so the claim and the commit
+    /// succeed: push returns Ok for an entry that no pop will see, and the committed
+    /// later-lap entry it overwrote is lost too. DESIGN says "its commit fails".
+    #[test]
+    fn stalled_producer_resuming_after_a_lap() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let data = b"stalled";
+        let data_len = data.len() as u32;
+        let (pos, pad) = ring.reserve(format::record_len(data_len)).unwrap();
+        assert_eq!((pos, pad), (0, 0));
+        assert_eq!(pop(&ring), None);
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        let payload = [7u8; 1000];
+        ring.push(&payload, 0).unwrap();
+        assert!(pop(&ring).is_some()); // P's range skipped
+        for _ in 0..2 {
+            ring.push(&payload, 0).unwrap();
+            assert!(pop(&ring).is_some());
+        }
+        let victim = ring.push(&payload, 0).unwrap();
+        assert_eq!(victim, 4096);
+        // P resumes: the rest of push() after reserve.
+        let claimed = ring.claim(pos, STATE_CLAIMED, Some(format::claim(data_len, 1)));
+        let mut push_ok = false;
+        if claimed {
+            let meta = meta_for(pos, data);
+            let header = meta.to_bytes(pos, format::claim(data_len, 1));
+            let off = ring.rec_off(pos);
+            ring.region
+                .write(off + REC_CLAIM_OFFSET + 8, &header[REC_CLAIM_OFFSET + 8..]);
+            ring.region.write(off + REC_HEADER_LEN, data);
+            push_ok = ring
+                .stamp_at(pos)
+                .compare_exchange(
+                    format::stamp(pos, STATE_CLAIMED),
+                    format::stamp(pos, STATE_COMMITTED),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        }
+        // What readers get from here on.
+        let mut got = Vec::new();
+        for step in 0..10u64 {
+            let mut buf = Vec::new();
+            match ring.pop_into(&mut buf) {
+                Ok(Some(m)) => got.push(Ok(m.id)),
+                Ok(None) => {}
+                Err(e) => got.push(Err(format!("{e}"))),
+            }
+            mono.store(200 + step * 100, std::sync::atomic::Ordering::Relaxed);
+        }
+        assert!(
+            !push_ok && got == vec![Ok(victim)],
+            "claimed={claimed} push_ok={push_ok} (P's entry at {pos} would be reported pushed) \
+             pops={got:?} counters={:?}",
+            ring.counters()
+        );
+    }
+
+    /// Regression: a reader killed in the middle of a skip left it uncounted, because
+    /// the count came after the walk. It is now counted when the head is marked (one
+    /// instruction later), and the reader that finishes the walk does not count again.
+    #[test]
+    fn helped_skip_is_counted_once() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        ring.reserve(format::record_len(200)).unwrap(); // producer dies before claim
+        let after = ring.push(b"after", 0).unwrap();
+        assert_eq!(pop(&ring), None);
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        // Reader A: skip_unknown's head CAS succeeded and counted, then A died in the
+        // walk (crash point "skip-mid-scan").
+        ring.stamp_at(0)
+            .store(format::stamp(0, STATE_SKIPPED), Ordering::Relaxed);
+        ring.count(ABANDONED_OFFSET);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        ring.push(b"one", 0).unwrap();
+        assert_eq!(
+            ring.len(),
+            1,
+            "one entry in the ring; counters {:?}",
+            ring.counters()
+        );
+        assert_eq!(ring.counters().abandoned, 1);
     }
 }
