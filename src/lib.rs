@@ -152,6 +152,17 @@ mod api {
             Ring::from_region(region, &header, path)
         }
 
+        /// The file format version of the ring (every ring this build opens has
+        /// the version it writes; see docs/FORMAT.md).
+        pub fn format_version(&self) -> u32 {
+            crate::format::FORMAT_VERSION
+        }
+
+        /// Total size of the ring file in bytes (header included).
+        pub fn file_size(&self) -> u64 {
+            crate::format::HEADER_LEN as u64 + self.raw.params().region_len
+        }
+
         /// The path the ring was opened at.
         pub fn path(&self) -> &Path {
             &self.path

@@ -138,7 +138,6 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
 fn open_error(path: &Path, e: io::Error) -> Error {
     let op = match e.kind() {
         io::ErrorKind::PermissionDenied => "open for reading and writing (a ring needs both)",
-        io::ErrorKind::IsADirectory => "open (the path is a directory)",
         _ => "open",
     };
     Error::io(path, op, e)

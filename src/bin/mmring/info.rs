@@ -1,25 +1,19 @@
 //! `mmring info`: what a ring is and what it holds, as text or JSON.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::io::{self, Write};
 
 use mmring::{OnFull, Ring};
 
 use crate::cli::InfoArgs;
 use crate::output::{json_string, stdout_failure};
-use crate::{AtPath, Failure, Outcome};
+use crate::{AtPath, Outcome};
 
 /// Opens the ring (which validates it) and prints its description.
 pub(crate) fn run(args: &InfoArgs) -> Outcome {
     let path = &args.path;
     let ring = Ring::open(path).at(path)?;
-    let io_failure = |error| Failure::Io {
-        what: path.display().to_string(),
-        error,
-    };
-    let file_len = std::fs::metadata(path).map_err(io_failure)?.len();
-    let version = format_version(path).map_err(io_failure)?;
+    let file_len = ring.file_size();
+    let version = ring.format_version();
     let stats = ring.stats();
     let used = stats.write_pos.saturating_sub(stats.read_pos);
     let capacity_bytes = ring.capacity_bytes();
@@ -94,17 +88,6 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
     out.write_all(report.as_bytes())
         .and_then(|()| out.flush())
         .map_err(stdout_failure)
-}
-
-/// The header's format version field (a little-endian `u32` at byte 8, see
-/// docs/FORMAT.md). The library validated it when the ring was opened but does not
-/// expose it, so it is read here for display only.
-fn format_version(path: &Path) -> io::Result<u32> {
-    let mut prefix = [0u8; 12];
-    File::open(path)?.read_exact(&mut prefix)?;
-    let mut version = [0u8; 4];
-    version.copy_from_slice(&prefix[8..12]);
-    Ok(u32::from_le_bytes(version))
 }
 
 /// `bytes` in the largest binary unit that keeps the number at least 1.
