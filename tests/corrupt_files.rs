@@ -694,13 +694,17 @@ fn invalid_record_field_with_a_valid_checksum_is_reported_at_the_field() {
                 write_u32(p, off + REC_DATA_LEN_OFFSET, 1 << 30);
             },
         ),
-        ("data_len past the write position", REC_DATA_LEN_OFFSET, |p, off| {
-            // Plausible (below max_entry_size, inside the region), but the record
-            // would end beyond write_pos: reported at the data length.
-            let len = 6000;
-            write_u32(p, off + REC_CLAIM_OFFSET, len);
-            write_u32(p, off + REC_DATA_LEN_OFFSET, len);
-        }),
+        (
+            "data_len past the write position",
+            REC_DATA_LEN_OFFSET,
+            |p, off| {
+                // Plausible (below max_entry_size, inside the region), but the record
+                // would end beyond write_pos: reported at the data length.
+                let len = 6000;
+                write_u32(p, off + REC_CLAIM_OFFSET, len);
+                write_u32(p, off + REC_DATA_LEN_OFFSET, len);
+            },
+        ),
         ("id is not the position", REC_ID_OFFSET, |p, off| {
             write_u64(p, off + REC_ID_OFFSET, 8)
         }),
