@@ -1,0 +1,572 @@
+//! docs/FORMAT.md is precise enough for an independent reader: `tools/read_ring.py`,
+//! written in Python from that document alone, lists exactly the entries mmring's own
+//! readers yield (id, payload, TTL and write time, in order) from ring files the
+//! library wrote: entries of many sizes, rings that wrapped with padding, rings with
+//! popped and evicted entries. It applies the TTL rule at the same millisecond, steps
+//! over abandoned records and unfinished skips as `pop` does, stops where `peek` stops
+//! at a record still being written, reports damaged records at the file offsets the
+//! library reports (scanning past payload words that look like stamps, as `pop` does),
+//! and refuses damaged headers.
+//!
+//! Each test is skipped, with a message, where `python3` is not installed.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
+
+use mmring::{Entry, Error, OnFull, Options, Ring};
+
+/// Bytes of the file header; the region starts here (FORMAT.md).
+const HEADER_LEN: u64 = 4096;
+/// Record-relative offsets used to damage records (FORMAT.md, "Record header").
+const REC_META_CRC_OFFSET: u64 = 16;
+const REC_TTL_OFFSET: u64 = 32;
+const REC_HEADER_LEN: u64 = 56;
+/// Stamp states (FORMAT.md, "Stamps and states").
+const STATE_CLAIMED: u64 = 1;
+const STATE_PADDING: u64 = 3;
+const STATE_ABANDONED: u64 = 4;
+const STATE_SKIPPED: u64 = 5;
+
+/// The reader script, or `None` (after saying so) when `python3` can't run it.
+fn reader_script() -> Option<PathBuf> {
+    let usable = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; sys.exit(0 if sys.version_info >= (3, 6) else 1)",
+        ])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !usable {
+        eprintln!(
+            "skipping: python3 (3.6 or later) was not found, so tools/read_ring.py can't run"
+        );
+        return None;
+    }
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/read_ring.py"))
+}
+
+/// What one run of the reader printed.
+#[derive(Debug)]
+struct Listing {
+    status: i32,
+    entries: Vec<String>,
+    stderr: String,
+}
+
+impl Listing {
+    /// File offsets of the damaged records it reported, in order.
+    fn corrupt_offsets(&self) -> Vec<u64> {
+        self.stderr
+            .lines()
+            .filter_map(|line| line.split_once("corrupt record at file offset "))
+            .map(|(_, rest)| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().expect("an offset after 'file offset'")
+            })
+            .collect()
+    }
+}
+
+fn run_reader(script: &Path, ring: &Path, now_ms: Option<u64>) -> Listing {
+    let mut command = Command::new("python3");
+    command.arg(script);
+    if let Some(now_ms) = now_ms {
+        command.arg(format!("--now-ms={now_ms}"));
+    }
+    let output = command.arg(ring).output().expect("run python3");
+    Listing {
+        status: output.status.code().expect("the reader exits normally"),
+        entries: String::from_utf8(output.stdout)
+            .expect("UTF-8 output")
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 errors"),
+    }
+}
+
+fn write_time_ms(entry: &Entry) -> u64 {
+    let since_epoch = entry
+        .written_at()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since_epoch.as_millis()).expect("fits u64")
+}
+
+/// The JSON line the reader prints for `entry`.
+fn json_line(entry: &Entry) -> String {
+    let hex: String = entry.data().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        r#"{{"id": {}, "data_hex": "{hex}", "ttl_secs": {}, "write_time_ms": {}}}"#,
+        entry.id(),
+        entry.ttl().as_secs(),
+        write_time_ms(entry)
+    )
+}
+
+/// What `peek` yields, every item expected to be good.
+fn peeked(ring: &Ring) -> Vec<Entry> {
+    ring.peek()
+        .map(|item| item.expect("a healthy entry"))
+        .collect()
+}
+
+/// Pops the ring at `path` until it is empty, through a new handle: each entry's JSON
+/// line, and the offsets of the damaged records reported on the way. Pops run on
+/// another thread, so that a wedged pop fails the test instead of hanging it.
+fn pop_all(path: &Path) -> (Vec<String>, Vec<u64>) {
+    let (done, result) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let ring = Ring::open(&path).expect("open");
+        let (mut entries, mut corrupt) = (Vec::new(), Vec::new());
+        for _ in 0..10_000 {
+            match ring.pop() {
+                Ok(Some(entry)) => entries.push(json_line(&entry)),
+                Ok(None) => {
+                    let _ = done.send((entries, corrupt));
+                    return;
+                }
+                Err(Error::Corrupt { offset, .. }) => corrupt.push(offset),
+                Err(other) => panic!("pop failed: {other}"),
+            }
+        }
+        panic!("pop never emptied the ring");
+    });
+    result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("pop wedged (or panicked) instead of emptying the ring")
+}
+
+/// A payload of `len` bytes that differs from entry to entry.
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+        .collect()
+}
+
+/// File offset of the record at `id` (its position) in a ring.
+fn record_offset(ring: &Ring, id: u64) -> u64 {
+    HEADER_LEN + id % ring.capacity_bytes()
+}
+
+fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open the ring file for patching");
+    file.write_all_at(bytes, offset)
+        .expect("patch the ring file");
+}
+
+fn set_stamp(ring: &Ring, id: u64, state: u64) {
+    patch(
+        ring.path(),
+        record_offset(ring, id),
+        &(id + state).to_le_bytes(),
+    );
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open the ring file");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).expect("read a byte");
+    byte[0] ^= 0x5a;
+    file.write_all_at(&byte, offset).expect("write a byte");
+}
+
+/// Asserts that the reader, run on a healthy ring, prints exactly what `peek` yields.
+fn assert_reader_matches_peek(script: &Path, ring: &Ring) -> Vec<Entry> {
+    let entries = peeked(ring);
+    let listing = run_reader(script, ring.path(), None);
+    assert_eq!(listing.status, 0, "reader failed: {}", listing.stderr);
+    assert_eq!(listing.stderr, "", "a healthy ring gives no messages");
+    let expected: Vec<String> = entries.iter().map(json_line).collect();
+    assert_eq!(listing.entries, expected);
+    entries
+}
+
+/// A ring with three short entries; returns their IDs.
+fn three_entry_ring(path: &Path) -> (Ring, [u64; 3]) {
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(path)
+        .expect("create");
+    let ids = [
+        ring.push(b"first entry").expect("push"),
+        ring.push(&payload(2, 300)).expect("push"),
+        ring.push(b"third entry").expect("push"),
+    ];
+    (ring, ids)
+}
+
+#[test]
+fn lists_entries_of_many_sizes_exactly_as_peek() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(64 * 1024)
+        .on_full(OnFull::Reject)
+        .create(dir.path().join("sizes.ring"))
+        .expect("create");
+    let mut sizes = vec![
+        0, 1, 2, 7, 8, 9, 15, 16, 17, 55, 56, 57, 63, 64, 100, 255, 256, 1000, 4000,
+    ];
+    sizes.push(ring.max_entry_size());
+    for (seed, &len) in sizes.iter().enumerate() {
+        let data = payload(seed as u64, len);
+        if seed % 3 == 0 {
+            ring.push_with_ttl(&data, Duration::from_secs(3600))
+                .expect("push with ttl");
+        } else {
+            ring.push(&data).expect("push");
+        }
+    }
+    let entries = assert_reader_matches_peek(&script, &ring);
+    let lens: Vec<usize> = entries.iter().map(|e| e.data().len()).collect();
+    assert_eq!(lens, sizes, "every entry, in push order");
+    assert!(entries.iter().any(|e| e.ttl() == Duration::from_secs(3600)));
+}
+
+#[test]
+fn lists_a_wrapped_ring_with_padding_and_popped_entries() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(dir.path().join("wrapped.ring"))
+        .expect("create");
+    let region = ring.capacity_bytes();
+    // Fill, pop a few, refill, ... until the ring has lapped three times and its live
+    // range holds a padding record: an entry at a lap start that does not follow the
+    // previous entry directly.
+    let has_padding = |entries: &[Entry]| {
+        entries.windows(2).any(|pair| {
+            let (a, b) = (&pair[0], &pair[1]);
+            b.id() % region == 0 && a.id() + Ring::entry_footprint(a.data().len()) < b.id()
+        })
+    };
+    let mut seed = 0u64;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(
+            rounds < 1000,
+            "the ring never lapped three times with padding live"
+        );
+        loop {
+            seed += 1;
+            let len = (seed * 7919 % 700) as usize;
+            match ring.push(&payload(seed, len)) {
+                Ok(_) => {}
+                Err(Error::Full) => break,
+                Err(other) => panic!("push failed: {other}"),
+            }
+        }
+        for _ in 0..3 {
+            ring.pop().expect("pop").expect("an entry");
+        }
+        let stats = ring.stats();
+        if stats.write_pos > 3 * region && has_padding(&peeked(&ring)) {
+            break;
+        }
+    }
+    let stats = ring.stats();
+    assert!(stats.popped > 0 && stats.read_pos > 0);
+    let entries = assert_reader_matches_peek(&script, &ring);
+    assert!(entries.len() > 2 && has_padding(&entries));
+}
+
+#[test]
+fn lists_an_overwrite_ring_after_evictions() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Overwrite)
+        .create(dir.path().join("overwrite.ring"))
+        .expect("create");
+    for seed in 0..400u64 {
+        ring.push(&payload(seed, (seed * 104_729 % 500) as usize))
+            .expect("push");
+    }
+    let stats = ring.stats();
+    assert!(stats.evicted > 0, "the ring overwrote entries: {stats:?}");
+    assert!(stats.write_pos > 4 * ring.capacity_bytes());
+    let entries = assert_reader_matches_peek(&script, &ring);
+    assert_eq!(entries.len() as u64, stats.pushed - stats.evicted);
+}
+
+#[test]
+fn applies_the_ttl_rule_at_the_exact_millisecond() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(dir.path().join("ttl.ring"))
+        .expect("create");
+    ring.push(b"forever").expect("push");
+    // Long enough that neither expires while the test runs on a loaded machine; the
+    // boundaries are probed with --now-ms.
+    ring.push_with_ttl(b"five minutes", Duration::from_secs(300))
+        .expect("push");
+    ring.push_with_ttl(b"one minute", Duration::from_secs(60))
+        .expect("push");
+    let entries = assert_reader_matches_peek(&script, &ring);
+    let lines: Vec<String> = entries.iter().map(json_line).collect();
+    let expires = |entry: &Entry| write_time_ms(entry) + entry.ttl().as_secs() * 1000;
+    let (five, one) = (expires(&entries[1]), expires(&entries[2]));
+    assert!(one < five, "pushed within 4 minutes of each other");
+
+    // An entry is expired once now_ms >= write_time_ms + ttl_secs * 1000.
+    for (now_ms, live) in [
+        (one - 1, &lines[..]),
+        (one, &lines[..2]),
+        (five - 1, &lines[..2]),
+        (five, &lines[..1]),
+        (u64::MAX / 2, &lines[..1]),
+    ] {
+        let listing = run_reader(&script, ring.path(), Some(now_ms));
+        assert_eq!(listing.status, 0, "{}", listing.stderr);
+        assert_eq!(listing.entries, live, "at now_ms = {now_ms}");
+    }
+}
+
+#[test]
+fn steps_over_an_abandoned_record_by_its_claimed_length() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("abandoned.ring"));
+    set_stamp(&ring, ids[1], STATE_ABANDONED);
+    let entries = assert_reader_matches_peek(&script, &ring);
+    let seen: Vec<u64> = entries.iter().map(Entry::id).collect();
+    assert_eq!(seen, [ids[0], ids[2]]);
+}
+
+#[test]
+fn stops_like_peek_at_a_record_still_being_written() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("claimed.ring"));
+    set_stamp(&ring, ids[1], STATE_CLAIMED);
+    let entries = peeked(&ring);
+    let seen: Vec<u64> = entries.iter().map(Entry::id).collect();
+    assert_eq!(seen, [ids[0]], "peek stops at the CLAIMED record");
+    let listing = run_reader(&script, ring.path(), None);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    assert_eq!(listing.entries, [json_line(&entries[0])]);
+    let note = format!("the record at position {} ", ids[1]);
+    assert!(
+        listing.stderr.contains(&note) && listing.stderr.contains("not committed"),
+        "the reader says why it stopped: {}",
+        listing.stderr
+    );
+}
+
+#[test]
+fn steps_over_an_unfinished_skip_as_pop_does() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("skipped.ring"));
+    // A reader that died right after poisoning the head of a range it was skipping.
+    set_stamp(&ring, ids[1], STATE_SKIPPED);
+    let peek_ids: Vec<u64> = peeked(&ring).iter().map(Entry::id).collect();
+    assert_eq!(
+        peek_ids,
+        [ids[0]],
+        "peek stops at a SKIPPED head (FORMAT.md)"
+    );
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    assert_eq!(corrupt, [], "an unfinished skip is not damage");
+    assert_eq!(popped.len(), 2, "pop delivers the first and third entries");
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    assert_eq!(listing.entries, popped);
+}
+
+#[test]
+fn reports_a_damaged_payload_where_peek_and_pop_do() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("payload.ring"));
+    let payload_offset = record_offset(&ring, ids[1]) + REC_HEADER_LEN;
+    flip_byte(ring.path(), payload_offset + 10);
+
+    let peek: Vec<Result<String, u64>> = ring
+        .peek()
+        .map(|item| match item {
+            Ok(entry) => Ok(json_line(&entry)),
+            Err(Error::Corrupt { offset, .. }) => Err(offset),
+            Err(other) => panic!("peek failed: {other}"),
+        })
+        .collect();
+    assert_eq!(peek.len(), 3);
+    assert_eq!(peek[1], Err(payload_offset));
+
+    let listing = run_reader(&script, ring.path(), None);
+    assert_eq!(listing.status, 3, "damaged records give exit status 3");
+    let good: Vec<String> = peek.iter().filter_map(|r| r.clone().ok()).collect();
+    assert_eq!(listing.entries, good);
+    assert_eq!(listing.corrupt_offsets(), [payload_offset]);
+    assert_eq!(pop_all(ring.path()), (good, vec![payload_offset]));
+}
+
+#[test]
+fn reports_damaged_metadata_and_resynchronizes_as_pop_does() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("meta.ring"));
+    let record = record_offset(&ring, ids[1]);
+    flip_byte(ring.path(), record + REC_TTL_OFFSET);
+
+    let peek: Vec<_> = ring.peek().collect();
+    assert_eq!(
+        peek.len(),
+        2,
+        "peek stops after a damaged header (FORMAT.md)"
+    );
+    assert!(
+        matches!(peek[1], Err(Error::Corrupt { offset, .. }) if offset == record + REC_META_CRC_OFFSET)
+    );
+
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    assert_eq!(corrupt, [record + REC_META_CRC_OFFSET]);
+    assert_eq!(popped.len(), 2);
+    assert_eq!(listing.status, 3);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+/// Regression: a version of `pop` treated any word that looked like a stamp of a later
+/// lap as proof that its skip was stale, gave up, and retried forever: payload bytes
+/// could wedge every consumer. Only stamps for their own position end a scan.
+#[test]
+fn resynchronizes_past_payload_words_that_look_like_stamps() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(dir.path().join("forged.ring"))
+        .expect("create");
+    let first = ring.push(b"first entry").expect("push");
+    // The next record's position is known in advance, so its payload can hold words
+    // that look like stamps: at payload word 0 a COMMITTED stamp of a later lap, at
+    // word 1 a COMMITTED stamp for that word's own position (a forged record start).
+    let middle = first + Ring::entry_footprint(b"first entry".len());
+    let word0 = middle + REC_HEADER_LEN;
+    let word1 = word0 + 8;
+    let mut data = vec![b'x'; 300];
+    data[..8].copy_from_slice(&(word0 + ring.capacity_bytes() + 2).to_le_bytes());
+    data[8..16].copy_from_slice(&(word1 + 2).to_le_bytes());
+    assert_eq!(ring.push(&data).expect("push"), middle);
+    let third = ring.push(b"third entry").expect("push");
+    // Damage the middle record's metadata: readers must scan for the next record.
+    flip_byte(ring.path(), record_offset(&ring, middle) + REC_TTL_OFFSET);
+
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    // The scan stops at the forged record start, whose header fails its checksum: a
+    // second damaged record, never an entry. The later-lap look-alike is not a stop.
+    assert_eq!(
+        corrupt,
+        [
+            record_offset(&ring, middle) + REC_META_CRC_OFFSET,
+            record_offset(&ring, word1) + REC_META_CRC_OFFSET,
+        ]
+    );
+    assert_eq!(popped.len(), 2, "the first and third entries");
+    assert!(popped[1].starts_with(&format!(r#"{{"id": {third},"#)));
+    assert_eq!(listing.status, 3, "{}", listing.stderr);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+#[test]
+fn reports_a_committed_stamp_turned_into_padding() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, ids) = three_entry_ring(&dir.path().join("padding.ring"));
+    // COMMITTED (2) and PADDING (3) differ in one bit; padding over 3/4 of the region
+    // can't be real, so the rest of the lap must not be dropped silently.
+    assert_eq!(ids[1] % ring.capacity_bytes(), ids[1], "first lap");
+    set_stamp(&ring, ids[1], STATE_PADDING);
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    assert_eq!(corrupt, [record_offset(&ring, ids[1])]);
+    assert_eq!(popped.len(), 2, "the first and third entries");
+    assert_eq!(listing.status, 3);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+#[test]
+fn refuses_damaged_headers_and_files_that_are_not_rings() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, _) = three_entry_ring(&dir.path().join("header.ring"));
+    drop(ring);
+    let path = dir.path().join("header.ring");
+    flip_byte(&path, 32); // default_ttl_secs: only the checksum can tell
+    assert!(matches!(
+        Ring::open(&path),
+        Err(Error::Corrupt { offset: 60, .. })
+    ));
+    let listing = run_reader(&script, &path, None);
+    assert_eq!(listing.status, 1);
+    assert_eq!(listing.entries, Vec::<String>::new());
+    assert!(
+        listing.stderr.contains("file offset 60") && listing.stderr.contains("checksum"),
+        "{}",
+        listing.stderr
+    );
+
+    let text = dir.path().join("text");
+    std::fs::write(&text, "just some text\n".repeat(1000)).expect("write");
+    assert!(matches!(Ring::open(&text), Err(Error::NotARing { .. })));
+    let listing = run_reader(&script, &text, None);
+    assert_eq!(listing.status, 1);
+    assert!(listing.stderr.contains("magic"), "{}", listing.stderr);
+
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").expect("write");
+    assert_eq!(run_reader(&script, &empty, None).status, 1);
+    assert_eq!(
+        run_reader(&script, &dir.path().join("missing"), None).status,
+        1
+    );
+}
