@@ -1,13 +1,59 @@
 //! Printing entries in the shared output formats (`--format text|hex|json|raw`), and
 //! the small JSON and base64 encoders that needs.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use mmring::Entry;
+use mmring::{Entry, Error};
 
-use crate::Failure;
 use crate::cli::Format;
+use crate::{AtPath, Failure, Outcome, warn};
+
+/// Prints up to `limit` entries from `entries` to stdout. A corrupt record is reported
+/// on stderr and the listing goes on; the outcome then says records were skipped.
+/// Shared by `pop` (entries it removes) and `peek` (entries it only reads).
+pub(crate) fn print_entries(
+    path: &Path,
+    entries: impl Iterator<Item = mmring::Result<Entry>>,
+    limit: u64,
+    format: Format,
+) -> Outcome {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut printed = 0;
+    let mut skipped = 0;
+    for item in entries {
+        match item {
+            Ok(entry) => {
+                printed += 1;
+                write_entry(&mut out, &entry, format).map_err(stdout_failure)?;
+            }
+            Err(error @ Error::Corrupt { .. }) => {
+                skipped += 1;
+                warn(
+                    &path.display(),
+                    &Failure::Ring {
+                        path: path.to_path_buf(),
+                        error,
+                    },
+                );
+            }
+            Err(error) => return Err(error).at(path),
+        }
+        if printed >= limit {
+            break;
+        }
+    }
+    out.flush().map_err(stdout_failure)?;
+    if skipped > 0 {
+        return Err(Failure::Skipped {
+            path: path.to_path_buf(),
+            count: skipped,
+        });
+    }
+    Ok(())
+}
 
 /// Writes `entry` to `out` in `format`.
 pub(crate) fn write_entry(out: &mut impl Write, entry: &Entry, format: Format) -> io::Result<()> {
