@@ -318,23 +318,33 @@ impl<R: Region> RawRing<R> {
         if self.read_pos().load(Ordering::Acquire) > pos {
             return false;
         }
+        // SYNC(seqlock): the writer's half. Every store we make into the reservation
+        // comes after this fence, and everything we observed before it (the read_pos
+        // that freed the space) happens before it; so a reader that copies any of our
+        // bytes and then fences with Acquire also sees that read_pos, and its
+        // "is read_pos still where I started?" check can't pass on a stale value.
+        fence(Ordering::Release);
         if let Some(word) = claim_word {
             // Atomic, because a skipping reader may CAS this very word.
             self.claim_at(pos).store(word, Ordering::Relaxed);
         }
         let claimed = format::stamp(pos, state);
-        // SYNC(claim): Release publishes the claim word stored just before, for a
-        // reader that Acquires CLAIMED(pos) and needs the length to skip us.
-        if stamp
-            .compare_exchange(stale, claimed, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
+        let mut replaced = stale;
+        loop {
+            // SYNC(claim): Release publishes the claim word stored just before, for a
+            // reader that Acquires CLAIMED(pos) and needs the length to skip us.
+            match stamp.compare_exchange(replaced, claimed, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                // The Relaxed load above may have returned an older value than the
+                // word holds: only a stamp for `pos` (a reader's poison) means we lost.
+                Err(actual) if format::stamp_state(actual, pos).is_some() => return false,
+                Err(actual) => replaced = actual,
+            }
         }
         // The same, for a stop between the check above and the CAS: the word we just
         // claimed belongs to a later lap. Put it back and reserve again.
         if self.read_pos().load(Ordering::Acquire) > pos {
-            let _ = stamp.compare_exchange(claimed, stale, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = stamp.compare_exchange(claimed, replaced, Ordering::AcqRel, Ordering::Relaxed);
             return false;
         }
         true
