@@ -39,12 +39,13 @@ impl Region for MmapRegion {
 
     fn atomic(&self, off: usize) -> &AtomicU64 {
         region::check_word(off, self.len);
-        // SAFETY: check_word established off + 8 <= len and off % 8 == 0; the map
-        // starts page-aligned, so the word is aligned and inside the mapping, which
-        // lives as long as &self. Every process accesses this word only atomically
-        // (format.rs names the atomic fields; the protocol never writes them with
-        // plain stores), which is what AtomicU64::from_ptr requires.
-        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off).cast::<u64>()) }
+        // Header atomics and record stamps and claim words are only ever accessed
+        // atomically; a skip also CASes words of dead records, which only a producer
+        // stalled past the abandon timeout might still copy into (DESIGN: Limits).
+        let word = self.map.as_mut_ptr().wrapping_add(off).cast::<u64>();
+        // SAFETY: check_word proved off + 8 <= len and off % 8 == 0 on a page-aligned
+        // map, so `word` is aligned, in bounds, and lives as long as &self.
+        unsafe { AtomicU64::from_ptr(word) }
     }
 
     fn read(&self, off: usize, dst: &mut [u8]) {
