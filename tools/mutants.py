@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Deliberately break the ring and check that the test suites notice.
+
+Each mutant below replaces one exact snippet of mmring's source with a broken
+version (a relaxed ordering, a skipped check, a plain store instead of a CAS).
+For each, the suites run in order, cheapest first, until one fails; the table
+printed at the end names the suite and test that caught the mutant. A mutant
+that every suite passes is a hole in the tests.
+
+    tools/mutants.py                 # all mutants
+    tools/mutants.py commit-relaxed  # only the named ones
+    tools/mutants.py --list
+
+The source is restored after each mutant, also on Ctrl-C. Run it on a clean
+tree: it refuses to start when `git status` shows changes under src/.
+Takes minutes per mutant (each is a rebuild plus the suites, loom last).
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "target" / "mutants"
+LOOM_TARGET = ROOT / "target" / "mutants-loom"
+
+
+@dataclass
+class Mutant:
+    name: str
+    file: str
+    find: str
+    replace: str
+    why: str
+
+
+MUTANTS = [
+    Mutant(
+        "commit-relaxed",
+        "src/ring.rs",
+        """            crate::crash::point("push-before-commit");
+            // SYNC(commit): Release makes the header and payload visible to any reader
+            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
+            // the timeout; then the record was skipped and we push again.
+            if self
+                .stamp_at(pos)
+                .compare_exchange(
+                    format::stamp(pos, STATE_CLAIMED),
+                    format::stamp(pos, STATE_COMMITTED),
+                    Ordering::Release,""",
+        """            crate::crash::point("push-before-commit");
+            // SYNC(commit): Release makes the header and payload visible to any reader
+            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
+            // the timeout; then the record was skipped and we push again.
+            if self
+                .stamp_at(pos)
+                .compare_exchange(
+                    format::stamp(pos, STATE_CLAIMED),
+                    format::stamp(pos, STATE_COMMITTED),
+                    Ordering::Relaxed,""",
+        "push publishes COMMITTED with Relaxed: a reader may see the stamp before the payload",
+    ),
+    Mutant(
+        "pop-stamp-relaxed",
+        "src/ring.rs",
+        """            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
+            let stamp = self.stamp_at(read).load(Ordering::Acquire);
+            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
+        """            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
+            let stamp = self.stamp_at(read).load(Ordering::Relaxed);
+            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
+        "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
+    ),
+    Mutant(
+        "no-writer-fence",
+        "src/ring.rs",
+        """        // "is read_pos still where I started?" check can't pass on a stale value.
+        fence(Ordering::Release);""",
+        """        // "is read_pos still where I started?" check can't pass on a stale value.""",
+        "the writer's half of the seqlock is dropped: a peek may accept reused bytes",
+    ),
+    Mutant(
+        "pop-store-not-cas",
+        "src/ring.rs",
+        """        self.read_pos()
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()""",
+        """        self.read_pos().store(to, Ordering::Release);
+        true""",
+        "read_pos is moved with a plain store: two consumers can both take one entry",
+    ),
+    Mutant(
+        "peek-no-recheck",
+        "src/ring.rs",
+        """            fence(Ordering::Acquire);
+            if self.read_pos().load(Ordering::Relaxed) > pos {
+                continue;
+            }
+            let meta = match parsed {""",
+        """            let meta = match parsed {""",
+        "peek trusts its copy without checking the record was not freed meanwhile",
+    ),
+    Mutant(
+        "pop-skip-data-crc",
+        "src/ring.rs",
+        """            if crc32c::crc32c(buf) != meta.data_crc {
+                self.count(CORRUPT_OFFSET);""",
+        """            if false && crc32c::crc32c(buf) != meta.data_crc {
+                self.count(CORRUPT_OFFSET);""",
+        "pop returns a payload without verifying its CRC32C",
+    ),
+    Mutant(
+        "meta-crc-ignored",
+        "src/format.rs",
+        """        if stored != computed {
+            return Err((
+                REC_META_CRC_OFFSET,""",
+        """        if false && stored != computed {
+            return Err((
+                REC_META_CRC_OFFSET,""",
+        "record metadata is trusted without its checksum",
+    ),
+    Mutant(
+        "ttl-ignored",
+        "src/ring.rs",
+        """            if meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms()) {
+                self.count(EXPIRED_OFFSET);""",
+        """            if false && meta.expired(self.clock.wall_ms()) {
+                self.count(EXPIRED_OFFSET);""",
+        "pop returns expired entries",
+    ),
+    Mutant(
+        "reserve-ignores-readers",
+        "src/ring.rs",
+        """                if end > read + region_len {
+                    match self.make_room(read)? {""",
+        """                if false {
+                    match self.make_room(read)? {""",
+        "a push reserves space that unread entries still occupy",
+    ),
+    Mutant(
+        "padding-trusted",
+        "src/ring.rs",
+        """        if pad >= format::record_len(self.max_data) || !self.within_written(end + RECORD_ALIGN) {
+            return Some(false);
+        }""",
+        """        if pad < u64::MAX {
+            return Some(true);
+        }""",
+        "a PADDING stamp is trusted without checking it can be real",
+    ),
+    Mutant(
+        "claim-no-postcheck",
+        "src/ring.rs",
+        """        if self.read_pos().load(Ordering::Acquire) > pos {
+            let _ = stamp.compare_exchange(claimed, replaced, Ordering::AcqRel, Ordering::Relaxed);
+            return false;
+        }""",
+        "",
+        "a producer stalled past the abandon timeout keeps a claim in a later lap",
+    ),
+    Mutant(
+        "skip-no-readpos-check",
+        "src/ring.rs",
+        """        fence(Ordering::Acquire);
+        if self.read_pos().load(Ordering::Acquire) != read {
+            return Ok(false);
+        }
+        let head = self.stamp_at(read);""",
+        """        let head = self.stamp_at(read);""",
+        "a skip acts on a stale head, possibly a later lap's record",
+    ),
+    Mutant(
+        "abandon-immediately",
+        "src/ring.rs",
+        """        now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
+            >= u64::from(self.params.abandon_ms)""",
+        """        true""",
+        "a head being written is abandoned without waiting for the timeout",
+    ),
+]
+
+# Suites, cheapest and most specific first. Each is (label, command, env, timeout s).
+SUITES = [
+    ("unit", ["cargo", "test", "--all-features", "--lib"], {}, 300),
+    ("model", ["cargo", "test", "--all-features", "--test", "model"], {}, 300),
+    ("corrupt_files", ["cargo", "test", "--all-features", "--test", "corrupt_files"], {}, 300),
+    ("stress", ["cargo", "test", "--all-features", "--test", "stress"], {}, 300),
+    ("persistence", ["cargo", "test", "--all-features", "--test", "persistence"], {}, 300),
+    ("crash", ["cargo", "test", "--all-features", "--test", "crash"], {}, 300),
+    ("kill_soak", ["cargo", "test", "--all-features", "--test", "kill_soak"], {}, 300),
+    (
+        "loom",
+        ["cargo", "test", "--release", "--test", "loom"],
+        {
+            "RUSTFLAGS": "--cfg loom",
+            "LOOM_MAX_PREEMPTIONS": "2",
+            "CARGO_TARGET_DIR": str(LOOM_TARGET),
+        },
+        900,
+    ),
+]
+
+
+def failing_test(output: str) -> str:
+    """The first failing test's name in cargo test output, if any."""
+    found = re.findall(r"^test (\S+) \.\.\. FAILED", output, re.MULTILINE)
+    if found:
+        return found[0]
+    if "panicked" in output:
+        return "(a panic)"
+    if "error[" in output or "error:" in output:
+        return "(build failed)"
+    return "(failed)"
+
+
+def run_suites(only_build_check: bool = False):
+    for label, cmd, extra_env, timeout in SUITES:
+        env = dict(os.environ)
+        env.setdefault("CARGO_TARGET_DIR", str(TARGET))
+        env.update(extra_env)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return label, f"(timed out after {timeout} s: a hang)", time.monotonic() - started
+        if proc.returncode != 0:
+            return label, failing_test(proc.stdout + proc.stderr), time.monotonic() - started
+    return None, None, 0.0
+
+
+def main(argv):
+    if "--list" in argv:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:26} {mutant.why}")
+        return 0
+    chosen = [m for m in MUTANTS if not argv or m.name in argv]
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    if dirty.strip():
+        print("mutants: src/ has uncommitted changes; commit or stash them first", file=sys.stderr)
+        return 2
+    rows = []
+    for mutant in chosen:
+        path = ROOT / mutant.file
+        original = path.read_text()
+        count = original.count(mutant.find)
+        if count != 1:
+            rows.append((mutant, "-", f"not applied: snippet found {count} times", 0.0))
+            print(f"{mutant.name}: snippet found {count} times in {mutant.file}; skipped", flush=True)
+            continue
+        try:
+            path.write_text(original.replace(mutant.find, mutant.replace))
+            print(f"{mutant.name}: running suites ...", flush=True)
+            suite, test, secs = run_suites()
+        finally:
+            path.write_text(original)
+        if suite is None:
+            rows.append((mutant, "NONE", "survived every suite", 0.0))
+        else:
+            rows.append((mutant, suite, test, secs))
+        print(f"{mutant.name}: caught by {suite}: {test}", flush=True)
+    print()
+    print("| mutant | what it breaks | caught by suite | failing test |")
+    print("|---|---|---|---|")
+    for mutant, suite, test, _ in rows:
+        print(f"| `{mutant.name}` | {mutant.why} | {suite} | `{test}` |")
+    return 1 if any(suite == "NONE" for _, suite, _, _ in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
