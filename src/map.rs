@@ -39,37 +39,32 @@ impl Region for MmapRegion {
 
     fn atomic(&self, off: usize) -> &AtomicU64 {
         region::check_word(off, self.len);
-        // Header atomics and record stamps and claim words are only ever accessed
-        // atomically; a skip also CASes words of dead records, which only a producer
-        // stalled past the abandon timeout might still copy into (DESIGN: Limits).
-        let word = self.map.as_mut_ptr().wrapping_add(off).cast::<u64>();
-        // SAFETY: check_word proved off + 8 <= len and off % 8 == 0 on a page-aligned
-        // map, so `word` is aligned, in bounds, and lives as long as &self.
-        unsafe { AtomicU64::from_ptr(word) }
+        &self.words()[off / 8]
     }
 
     fn read(&self, off: usize, dst: &mut [u8]) {
-        region::check_range(off, dst.len(), self.len);
-        // SAFETY: check_range established off + dst.len() <= len, so the source is
-        // inside the mapping, which lives as long as &self; dst is a distinct Rust
-        // buffer, so they don't overlap. No reference to the mapped bytes is created.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(off), dst.as_mut_ptr(), dst.len());
-        }
+        region::read_words(self.words(), off, dst);
     }
 
     fn write(&self, off: usize, src: &[u8]) {
-        region::check_range(off, src.len(), self.len);
-        // SAFETY: check_range established off + src.len() <= len, so the destination
-        // is inside the mapping, which lives as long as &self and was mapped writable;
-        // src is a distinct Rust buffer. The caller owns these bytes by reservation.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(off), src.len());
-        }
+        region::write_words(self.words(), off, src);
     }
 }
 
 impl MmapRegion {
+    /// The whole mapping as atomic words: the only way the ring touches it.
+    fn words(&self) -> &[AtomicU64] {
+        let first = self.map.as_mut_ptr().cast::<AtomicU64>();
+        // SAFETY: the map is page-aligned, so 8-aligned, and `len` bytes long with
+        // `len` a multiple of 8 (Header::from_bytes checks file_len % 8 == 0 before a
+        // ring is mapped); it stays mapped, readable and writable for as long as
+        // `&self`. Every access to it, from this process or another mmring process, is
+        // atomic (this slice is the only view mmring makes), so no non-atomic access
+        // races with these atomics. Another program writing the file is the residual
+        // risk the module documentation states.
+        unsafe { std::slice::from_raw_parts(first, self.len / 8) }
+    }
+
     /// msync of the whole mapping.
     pub(crate) fn flush(&self) -> io::Result<()> {
         self.map.flush()

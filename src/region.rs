@@ -38,8 +38,77 @@ pub(crate) fn check_word(off: usize, region_len: usize) {
     check_range(off, 8, region_len);
 }
 
-/// A region on the heap, made of atomic words so that racing copies are well defined
-/// (and visible to loom). Used by loom models and unit tests.
+/// Copies `dst.len()` bytes starting at byte `off` of `words` into `dst`, one relaxed
+/// atomic load per word.
+///
+/// Word-wise atomic copies, not `memcpy`, because a lapped reader's copy may race
+/// with a writer's (the seqlock in docs/DESIGN.md, "Reading a record"): atomic
+/// accesses make that race well defined, where a plain copy would be a data race. On
+/// x86_64 and aarch64 a relaxed load or store is an ordinary `mov`/`ldr`.
+pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
+    check_range(off, dst.len(), words.len() * 8);
+    let mut at = off;
+    let mut done = 0;
+    // A leading part of a word, when `off` is not aligned.
+    if at % 8 != 0 && !dst.is_empty() {
+        let word = words[at / 8].load(Ordering::Relaxed).to_le_bytes();
+        let from = at % 8;
+        let n = (8 - from).min(dst.len());
+        dst[..n].copy_from_slice(&word[from..from + n]);
+        done = n;
+        at += n;
+    }
+    let whole = (dst.len() - done) / 8;
+    let src = &words[at / 8..at / 8 + whole];
+    for (chunk, word) in dst[done..done + whole * 8].chunks_exact_mut(8).zip(src) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    done += whole * 8;
+    at += whole * 8;
+    // A trailing part of a word.
+    if done < dst.len() {
+        let word = words[at / 8].load(Ordering::Relaxed).to_le_bytes();
+        let n = dst.len() - done;
+        dst[done..].copy_from_slice(&word[..n]);
+    }
+}
+
+/// Copies `src` to byte `off` of `words`, one relaxed atomic store per word (see
+/// [`read_words`] for why). A word only partly covered is loaded, merged and stored:
+/// records are 8-byte aligned, so its other bytes belong to the same writer's record
+/// and nobody else stores to them meanwhile.
+pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
+    check_range(off, src.len(), words.len() * 8);
+    let merge = |cell: &AtomicU64, from: usize, bytes: &[u8]| {
+        let mut word = cell.load(Ordering::Relaxed).to_le_bytes();
+        word[from..from + bytes.len()].copy_from_slice(bytes);
+        cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
+    };
+    let mut at = off;
+    let mut done = 0;
+    if at % 8 != 0 && !src.is_empty() {
+        let from = at % 8;
+        let n = (8 - from).min(src.len());
+        merge(&words[at / 8], from, &src[..n]);
+        done = n;
+        at += n;
+    }
+    let whole = (src.len() - done) / 8;
+    let dst = &words[at / 8..at / 8 + whole];
+    for (chunk, word) in src[done..done + whole * 8].chunks_exact(8).zip(dst) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+    done += whole * 8;
+    at += whole * 8;
+    if done < src.len() {
+        merge(&words[at / 8], 0, &src[done..]);
+    }
+}
+
+/// A region on the heap, made of atomic words like the mapping. Used by loom models
+/// and unit tests.
 #[cfg_attr(not(any(test, loom)), allow(dead_code))]
 pub(crate) struct HeapRegion {
     words: Box<[AtomicU64]>,
@@ -66,40 +135,11 @@ impl Region for HeapRegion {
     }
 
     fn read(&self, off: usize, dst: &mut [u8]) {
-        check_range(off, dst.len(), self.len());
-        // One load per word (not per byte): fewer operations for loom to interleave.
-        let mut at = off;
-        let mut done = 0;
-        while done < dst.len() {
-            let word = self.words[at / 8].load(Ordering::Relaxed).to_le_bytes();
-            let from = at % 8;
-            let n = (8 - from).min(dst.len() - done);
-            dst[done..done + n].copy_from_slice(&word[from..from + n]);
-            done += n;
-            at += n;
-        }
+        read_words(&self.words, off, dst);
     }
 
     fn write(&self, off: usize, src: &[u8]) {
-        check_range(off, src.len(), self.len());
-        // Records are 8-aligned, so a partial word here belongs to the writer alone
-        // and a load-merge-store loses nothing.
-        let mut at = off;
-        let mut done = 0;
-        while done < src.len() {
-            let cell = &self.words[at / 8];
-            let from = at % 8;
-            let n = (8 - from).min(src.len() - done);
-            let mut word = if n == 8 {
-                [0u8; 8]
-            } else {
-                cell.load(Ordering::Relaxed).to_le_bytes()
-            };
-            word[from..from + n].copy_from_slice(&src[done..done + n]);
-            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
-            done += n;
-            at += n;
-        }
+        write_words(&self.words, off, src);
     }
 }
 
@@ -120,5 +160,27 @@ mod tests {
         assert_eq!(around, [0, 0], "bytes before the write are untouched");
         region.read(24, &mut around);
         assert_eq!(around, [0, 0], "bytes after the write are untouched");
+    }
+
+    #[test]
+    fn word_copies_match_byte_copies_at_every_offset_and_length() {
+        let len = 48;
+        for off in 0..len {
+            for n in 0..=len - off {
+                let region = HeapRegion::new(len);
+                let fill: Vec<u8> = (0..len as u8).map(|b| b ^ 0xa5).collect();
+                region.write(0, &fill);
+                let src: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(7) | 1).collect();
+                region.write(off, &src);
+                let mut expected = fill.clone();
+                expected[off..off + n].copy_from_slice(&src);
+                let mut all = vec![0u8; len];
+                region.read(0, &mut all);
+                assert_eq!(all, expected, "write of {n} bytes at {off}");
+                let mut back = vec![0u8; n];
+                region.read(off, &mut back);
+                assert_eq!(back, src, "read of {n} bytes at {off}");
+            }
+        }
     }
 }
