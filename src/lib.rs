@@ -99,7 +99,7 @@ mod api {
     /// out-of-bounds access. One thing no check can catch: if another program
     /// truncates the file while it is mapped, touching the missing pages raises
     /// SIGBUS. Ring files are created with mode 0600 and preallocated; don't let other
-    /// programs resize them (see docs/ROBUSTNESS.md).
+    /// programs resize them (docs/OPERATIONS.md says exactly what happens if they do).
     pub struct Ring {
         raw: RawRing<MmapRegion>,
         path: PathBuf,

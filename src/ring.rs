@@ -468,6 +468,12 @@ impl<R: Region> RawRing<R> {
             let meta = match self.read_meta(read) {
                 Ok(meta) => meta,
                 Err((field, what)) => {
+                    // As below for a valid record: a stamp at or past write_pos is not
+                    // a record (stale or forged), and there is nothing to skip there,
+                    // so handing it to the skip would bring us back here forever.
+                    if self.write_pos().load(Ordering::Acquire) <= read {
+                        return Ok(None);
+                    }
                     if !self.head_unchanged(read, stamp) {
                         continue; // torn by a concurrent overwrite, not damaged
                     }
