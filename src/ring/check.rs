@@ -153,6 +153,10 @@ impl<R: Region> RawRing<R> {
         let now_ms = self.clock.wall_ms();
         let mut buf = Vec::new();
         let mut pos = read;
+        // Where the last padding record started, if the walk just stepped over one: a
+        // damaged record right after it takes the padding with it, since padding is
+        // only plausible in front of a record.
+        let mut padding_before: Option<u64> = None;
         while pos < write {
             let offset = self.rec_off(pos) as u64;
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
@@ -269,16 +273,31 @@ impl<R: Region> RawRing<R> {
                 }
                 _ => self.classify_stale(pos, stamp, write, &mut walk, &mut span),
             };
-            pos = match next {
-                Step::To(end) => end,
+            let after_padding = padding_before
+                .take()
+                .filter(|_| pos % self.params.region_len == 0);
+            let (end, damage) = match next {
+                Step::To(end) => {
+                    if format::stamp_state(stamp, pos) == Some(STATE_PADDING) {
+                        padding_before = Some(pos);
+                    }
+                    (end, None)
+                }
                 Step::Damaged(field, message) => {
-                    let end = self.next_record_start(pos, write);
-                    self.drop_range(repair, pos, end, field, message, &mut walk, visit)
+                    (self.next_record_start(pos, write), Some((field, message)))
                 }
-                Step::DamagedTo(end, field, message) => {
-                    self.drop_range(repair, pos, end, field, message, &mut walk, visit)
-                }
+                Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
+            if let Some((field, message)) = damage {
+                let drop = Drop {
+                    start: after_padding.unwrap_or(pos),
+                    at: pos,
+                    end,
+                    field,
+                };
+                self.drop_range(repair, drop, message, &mut walk, visit);
+            }
+            pos = end;
         }
         walk
     }
@@ -317,21 +336,23 @@ impl<R: Region> RawRing<R> {
         Step::To(end)
     }
 
-    /// Reports the damaged range `start..end` found at `start` (`field`: the
-    /// record-relative offset at fault) and, when repairing, marks every word of it
-    /// `SKIPPED` and counts it once as corrupt. Returns `end`.
-    #[allow(clippy::too_many_arguments)]
+    /// Reports the damaged range `drop` and, when repairing, marks every word of it
+    /// `SKIPPED` and counts it once as corrupt.
     fn drop_range(
         &self,
         repair: bool,
-        start: u64,
-        end: u64,
-        field: usize,
+        drop: Drop,
         message: String,
         walk: &mut Walk,
         visit: &mut dyn FnMut(&Span),
-    ) -> u64 {
-        let offset = self.rec_off(start) as u64;
+    ) {
+        let Drop {
+            start,
+            at,
+            end,
+            field,
+        } = drop;
+        let offset = self.rec_off(at) as u64;
         let field_name = if field == REC_HEADER_LEN {
             "data"
         } else {
@@ -340,14 +361,14 @@ impl<R: Region> RawRing<R> {
         walk.problems.push(Finding {
             offset: offset + field as u64,
             field: field_name,
-            position: Some(start),
-            message: format!("record at position {start}: {message}"),
+            position: Some(at),
+            message: format!("record at position {at}: {message}"),
             action: Action::Drop { start, end },
         });
         visit(&Span {
-            position: start,
+            position: at,
             offset,
-            len: end - start,
+            len: end - at,
             kind: SpanKind::Damaged,
         });
         if repair {
@@ -361,72 +382,77 @@ impl<R: Region> RawRing<R> {
             }
             self.count(CORRUPT_OFFSET);
         }
-        end
     }
 
     /// Validates `read_pos` and `write_pos` and, where they are impossible, chooses
-    /// values from the records themselves (stored in the region when repairing).
+    /// new values (stored in the region when repairing).
+    ///
+    /// The write position can be rebuilt from the records: it is the end of the
+    /// newest one any stamp shows. The read position can't: a popped record keeps its
+    /// committed stamp, so nothing in the region tells the entries still queued from
+    /// the ones already delivered. A lost read position is therefore set to the write
+    /// position, dropping what lay between rather than delivering anything twice.
     fn settle_positions(&self, repair: bool, walk: &mut Walk) -> (u64, u64) {
         let region_len = self.params.region_len;
         let read = self.read_pos().load(Ordering::Acquire);
         let write = self.write_pos().load(Ordering::Acquire);
-        let invalid = |pos: u64| format!("position {pos} is not a multiple of 8 below 2^62");
-        let mut new_write = write;
-        if !position_is_valid(write) {
-            // Past the end of the newest record any stamp shows.
-            new_write =
-                self.newest_record_end()
-                    .max(if position_is_valid(read) { read } else { 0 });
+        let consistent = |read: u64, write: u64| read <= write && write - read <= region_len;
+        let read_valid = position_is_valid(read);
+        let write_valid = position_is_valid(write);
+        if read_valid && write_valid && consistent(read, write) {
+            return (read, write);
+        }
+        let newest = self.newest_record_end();
+        let new_write = if !write_valid {
+            newest.max(if read_valid { read } else { 0 })
+        } else if read_valid && consistent(read, newest) {
+            // The records agree with the read position: the write position is wrong.
+            newest
+        } else {
+            write
+        };
+        let new_read = if read_valid && consistent(read, new_write) {
+            read
+        } else {
+            new_write
+        };
+        if new_write != write {
+            let why = if write_valid {
+                format!(
+                    "write position {write} is out of reach of the read position {read}                      ({region_len}-byte region)"
+                )
+            } else {
+                format!("write position {write} is not a multiple of 8 below 2^62")
+            };
             walk.problems.push(Finding {
                 offset: WRITE_POS_OFFSET as u64,
                 field: "write_pos",
                 position: None,
-                message: format!(
-                    "write {}; reset past the newest record found",
-                    invalid(write)
-                ),
+                message: format!("{why}; reset to {new_write}, the end of the newest record"),
                 action: Action::Reset {
                     from: write,
                     to: new_write,
                 },
             });
         }
-        let oldest =
-            |write: u64| self.next_record_start_from(write.saturating_sub(region_len), write);
-        let (new_read, message) = if !position_is_valid(read) {
-            let to = oldest(new_write);
-            (
-                to,
-                format!("read {}; reset to the oldest record found", invalid(read)),
-            )
-        } else if read > new_write {
-            // What lies between can't be told apart from entries already popped:
-            // dropping them is safer than delivering entries twice.
-            (
-                new_write,
+        if new_read != read {
+            let why = if read_valid {
                 format!(
-                    "read position {read} is ahead of the write position {new_write}; \
-                     reset to it (the ring is left empty)"
-                ),
-            )
-        } else if new_write - read > region_len {
-            let to = oldest(new_write);
-            (
-                to,
-                format!(
-                    "read position {read} is more than the region ({region_len} bytes) \
-                     behind the write position {new_write}; reset to the oldest record found"
-                ),
-            )
-        } else {
-            (read, String::new())
-        };
-        if new_read != read || !message.is_empty() {
+                    "read position {read} is out of reach of the write position {new_write}                      ({region_len}-byte region)"
+                )
+            } else {
+                format!("read position {read} is not a multiple of 8 below 2^62")
+            };
+            let lost = self.count_entries(new_write.saturating_sub(region_len), new_write);
             walk.problems.push(Finding {
                 offset: READ_POS_OFFSET as u64,
                 field: "read_pos",
                 position: None,
-                message,
+                message: format!(
+                    "{why}; reset to the write position, which empties the ring: the \
+                     {lost} intact record(s) before it may have been popped already, so \
+                     they are dropped rather than risk delivering one twice"
+                ),
                 action: Action::Reset {
                     from: read,
                     to: new_read,
@@ -434,14 +460,26 @@ impl<R: Region> RawRing<R> {
             });
         }
         if repair {
-            if new_write != write {
-                self.write_pos().store(new_write, Ordering::Release);
-            }
-            if new_read != read {
-                self.read_pos().store(new_read, Ordering::Release);
-            }
+            self.write_pos().store(new_write, Ordering::Release);
+            self.read_pos().store(new_read, Ordering::Release);
         }
         (new_read, new_write)
+    }
+
+    /// Committed records with a valid header that start in `from..to`.
+    fn count_entries(&self, from: u64, to: u64) -> u64 {
+        let mut count = 0;
+        let mut pos = self.next_record_start_from(from, to);
+        while pos < to {
+            let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+            if format::stamp_state(stamp, pos) == Some(STATE_COMMITTED)
+                && self.read_meta(pos).is_ok()
+            {
+                count += 1;
+            }
+            pos = self.next_record_start(pos, to);
+        }
+        count
     }
 
     /// The end of the newest record any stamp in the region shows: every word that is
@@ -468,6 +506,16 @@ impl<R: Region> RawRing<R> {
         }
         newest
     }
+}
+
+/// A damaged range: `start..end`, found at the record at `at` (`field`: the
+/// record-relative offset at fault). `start` is before `at` when the padding in front
+/// of the record goes with it.
+struct Drop {
+    start: u64,
+    at: u64,
+    end: u64,
+    field: usize,
 }
 
 /// Where the walk goes after a record.
