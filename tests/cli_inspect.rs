@@ -87,9 +87,9 @@ fn verify_exits_0_on_a_clean_ring() {
         .assert()
         .success()
         .stderr("")
-        .stdout(format!(
-            "clean: 3 intact entries (0 expired, 6 payload bytes) between positions 0 and 192\n"
-        ));
+        .stdout(
+            "clean: 3 intact entries (0 expired, 6 payload bytes) between positions 0 and 192\n",
+        );
 }
 
 #[test]
