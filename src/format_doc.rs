@@ -472,3 +472,28 @@ fn worked_example_is_a_valid_ring_holding_the_documented_entries() {
         [(0, b"hello".to_vec(), 0), (64, b"world!".to_vec(), 60)]
     );
 }
+
+#[test]
+fn layout_tables_match_format_md() {
+    let documented = |name: &str| -> Vec<(String, usize, usize)> {
+        fields(name)
+            .into_iter()
+            .filter(|f| f.name != "reserved")
+            .filter_map(|f| Some((f.name, f.offset, f.size?)))
+            .collect()
+    };
+    let listed = |fields: &[crate::layout::Field]| -> Vec<(String, usize, usize)> {
+        fields
+            .iter()
+            .filter(|f| f.name != "reserved")
+            .map(|f| (f.name.to_string(), f.offset, f.size))
+            .collect()
+    };
+    let mut header = documented("header-static");
+    header.extend(documented("header-slots"));
+    assert_eq!(listed(crate::layout::HEADER_FIELDS), header);
+    assert_eq!(
+        listed(crate::layout::RECORD_FIELDS),
+        documented("record-header")
+    );
+}

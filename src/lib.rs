@@ -32,6 +32,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`verify`] checks a ring file record by record and [`repair`] makes a damaged one
+//! usable again (module [`inspect`]); [`layout`] describes the bytes for tools.
+//!
 //! The file format is specified byte by byte in `docs/FORMAT.md`; the algorithm, its
 //! invariants and memory orderings in `docs/DESIGN.md`; how mmring answers damaged
 //! files and crashes in `docs/ROBUSTNESS.md`.
@@ -60,6 +63,9 @@ mod crash;
 #[cfg(not(loom))]
 mod entry;
 #[cfg(not(loom))]
+pub mod inspect;
+pub mod layout;
+#[cfg(not(loom))]
 mod map;
 #[cfg(not(loom))]
 mod options;
@@ -81,6 +87,7 @@ mod api {
     use std::time::Duration;
 
     pub use crate::entry::{Entry, EntryInfo};
+    pub use crate::inspect::{repair, verify};
     pub use crate::options::{OnFull, Options};
     pub use crate::stats::Stats;
 

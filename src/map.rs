@@ -71,14 +71,32 @@ impl MmapRegion {
     }
 }
 
-fn map_file(file: &File, path: &Path, len: u64) -> Result<MmapRegion> {
+/// How a ring file is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read-write and shared: what every ring handle uses.
+    Shared,
+    /// Opened read-only and mapped copy-on-write: the process sees the file as it is,
+    /// and whatever it stores stays in its private copy. Used by `verify`, which runs
+    /// the repair walk without changing the file.
+    Private,
+}
+
+fn map_file(file: &File, path: &Path, len: u64, access: Access) -> Result<MmapRegion> {
     let len_usize = usize::try_from(len).map_err(|_| Error::InvalidArgument {
         what: format!("a {len}-byte ring does not fit this address space"),
     })?;
-    let map = memmap2::MmapOptions::new()
-        .len(len_usize)
-        .map_raw(file)
-        .map_err(|e| Error::io(path, "mmap", e))?;
+    let mut options = memmap2::MmapOptions::new();
+    options.len(len_usize);
+    let map = match access {
+        Access::Shared => options.map_raw(file),
+        // SAFETY: memmap2 makes map_copy unsafe because another process may change
+        // or truncate the file underneath the map; MmapRegion only ever reaches the
+        // bytes through atomics and copies (never references), exactly as it does
+        // for the shared map, and the truncation risk is the one `Ring` documents.
+        Access::Private => unsafe { options.map_copy(file) }.map(MmapRaw::from),
+    }
+    .map_err(|e| Error::io(path, "mmap", e))?;
     Ok(MmapRegion {
         map,
         len: len_usize,
@@ -87,11 +105,16 @@ fn map_file(file: &File, path: &Path, len: u64) -> Result<MmapRegion> {
 
 /// Opens the ring file at `path` and validates its header against its real length.
 pub(crate) fn open(path: &Path) -> Result<(MmapRegion, Header)> {
+    open_as(path, Access::Shared)
+}
+
+/// [`open`] with the given access.
+pub(crate) fn open_as(path: &Path, access: Access) -> Result<(MmapRegion, Header)> {
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(access == Access::Shared)
         .open(path)
-        .map_err(|e| open_error(path, e))?;
+        .map_err(|e| open_error(path, e, access))?;
     let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
     if !meta.is_file() {
         return Err(Error::NotARing {
@@ -114,7 +137,7 @@ pub(crate) fn open(path: &Path) -> Result<(MmapRegion, Header)> {
         },
         HeaderError::Corrupt { offset, what } => Error::Corrupt { offset, what },
     })?;
-    let region = map_file(&file, path, header.file_len)?;
+    let region = map_file(&file, path, header.file_len, access)?;
     Ok((region, header))
 }
 
@@ -131,9 +154,12 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-fn open_error(path: &Path, e: io::Error) -> Error {
-    let op = match e.kind() {
-        io::ErrorKind::PermissionDenied => "open for reading and writing (a ring needs both)",
+fn open_error(path: &Path, e: io::Error, access: Access) -> Error {
+    let op = match (e.kind(), access) {
+        (io::ErrorKind::PermissionDenied, Access::Shared) => {
+            "open for reading and writing (a ring needs both)"
+        }
+        (io::ErrorKind::PermissionDenied, Access::Private) => "open for reading",
         _ => "open",
     };
     Error::io(path, op, e)
@@ -184,7 +210,7 @@ fn create_staging(path: &Path, mode: u32) -> Result<(File, PathBuf)> {
 /// fails if `path` exists: the ring appears whole or not at all.
 fn publish(file: &File, path: &Path, staging: &Path, header: &Header) -> Result<MmapRegion> {
     preallocate(file, header.file_len).map_err(|e| Error::io(path, "preallocate", e))?;
-    let region = map_file(file, path, header.file_len)?;
+    let region = map_file(file, path, header.file_len, Access::Shared)?;
     // The file is all zeroes: positions 0, counters 0, every stamp "never written".
     region.write(0, &header.to_bytes());
     region.flush().map_err(|e| Error::io(path, "msync", e))?;

@@ -27,6 +27,9 @@ use crate::sync::{self, AtomicU64, Ordering, fence};
 use crate::{Error, Result};
 use crossbeam_utils::CachePadded;
 
+#[cfg(not(loom))]
+pub(crate) mod check;
+
 /// How many times a consumer re-reads an uncommitted head before reporting "nothing
 /// available": a producer between its reservation and its commit finishes in well
 /// under a microsecond.
@@ -771,6 +774,26 @@ impl<R: Region> RawRing<R> {
         Ok(marked)
     }
 
+    /// The first record start (a stamp for its own position in a state that starts a
+    /// record) after `pos` and before `end`, or `end`: where a reader resynchronizes.
+    fn next_record_start(&self, pos: u64, end: u64) -> u64 {
+        self.next_record_start_from(pos + RECORD_ALIGN, end)
+    }
+
+    /// The first record start at or after `from` (rounded up to 8) and before `end`,
+    /// or `end`.
+    fn next_record_start_from(&self, from: u64, end: u64) -> u64 {
+        let mut pos = from.next_multiple_of(RECORD_ALIGN);
+        while pos < end {
+            let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+            if format::stamp_state(stamp, pos).is_some_and(format::starts_record) {
+                return pos;
+            }
+            pos += RECORD_ALIGN;
+        }
+        end
+    }
+
     // ------------------------------------------------------------ peek
 
     /// The next live record at or after `*cursor` and before `end`, copied into
@@ -819,6 +842,12 @@ impl<R: Region> RawRing<R> {
                         return Ok(None);
                     }
                     *cursor = pos + rec_len;
+                    continue;
+                }
+                // Marks of a skip (or a repair): step to the next record start, as
+                // the skipping reader will.
+                Some(STATE_SKIPPED) => {
+                    *cursor = self.next_record_start(pos, end);
                     continue;
                 }
                 // Being written, or not a record: the committed prefix ends here.

@@ -37,13 +37,17 @@ pub(crate) enum Command {
     /// Append entries: the DATA arguments, or else each line of stdin.
     #[command(
         after_help = "Examples:\n  mmring push /dev/shm/jobs.ring hello world      # two entries\n  \
-                            printf 'a\\nb\\n' | mmring push -v /dev/shm/jobs.ring   # two entries, print their IDs"
+                            printf 'a\\nb\\n' | mmring push -v /dev/shm/jobs.ring   # two entries, print their IDs\n  \
+                            mmring push --raw /dev/shm/jobs.ring < photo.jpg  # the whole file as one entry\n  \
+                            find . -print0 | mmring push --null /dev/shm/jobs.ring"
     )]
     Push(PushArgs),
     /// Remove and print the oldest entries.
     #[command(
         after_help = "Examples:\n  mmring pop /dev/shm/jobs.ring                    # the oldest entry, as a text line\n  \
-                            mmring pop --all --format json /dev/shm/jobs.ring # everything, one JSON object per line"
+                            mmring pop --all --format json /dev/shm/jobs.ring # everything, one JSON object per line\n  \
+                            mmring pop --wait --timeout 10s -n 5 /dev/shm/jobs.ring  # wait for five entries\n  \
+                            mmring pop --format raw /dev/shm/jobs.ring > entry.bin"
     )]
     Pop(PopArgs),
     /// Print entries without removing them, oldest first.
@@ -54,6 +58,35 @@ pub(crate) enum Command {
         after_help = "Examples:\n  mmring info /dev/shm/jobs.ring\n  mmring info --json /dev/shm/jobs.ring"
     )]
     Info(InfoArgs),
+    /// Annotated hexdump of a ring file: header fields, and with --records every
+    /// record between the read and the write position, field by field.
+    #[command(
+        after_help = "Examples:\n  mmring dump /dev/shm/jobs.ring                 # the header, field by field\n  \
+                            mmring dump --records /dev/shm/jobs.ring       # and every record\n  \
+                            mmring dump --offset 4096 -n 256 /dev/shm/jobs.ring"
+    )]
+    Dump(DumpArgs),
+    /// Check a ring file: header, positions, and both checksums of every record.
+    /// Exit status 0: clean; 1: problems found (each is listed with its file offset
+    /// and field); 2: not a ring file, or unreadable.
+    #[command(after_help = "Examples:\n  mmring verify /dev/shm/jobs.ring\n  \
+                            mmring verify --repair /dev/shm/jobs.ring   # drop what can't be trusted\n\n\
+                            Run --repair while no other process uses the ring.")]
+    Verify(VerifyArgs),
+    /// Measure throughput and latency on a temporary ring, with threads or processes.
+    #[command(after_help = "Examples:\n  mmring bench\n  \
+                            mmring bench --producers 4 --consumers 2 --entry 256 --processes")]
+    Bench(BenchArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  mmring completions bash > /etc/bash_completion.d/mmring\n  \
+                            mmring completions zsh > \"${fpath[1]}/_mmring\"\n  \
+                            mmring completions fish > ~/.config/fish/completions/mmring.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff).
+    #[command(after_help = "Example:\n  mmring man > mmring.1 && man ./mmring.1")]
+    Man,
     /// Run producer and consumer processes on a temporary ring and verify that every
     /// entry arrives exactly once, intact and in order.
     #[command(
@@ -63,6 +96,9 @@ pub(crate) enum Command {
     /// One producer or consumer process of `mmring demo` (started by the demo itself).
     #[command(hide = true)]
     DemoWorker(DemoWorkerArgs),
+    /// One producer or consumer process of `mmring bench --processes`.
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
 }
 
 /// What a full ring does with a push.
@@ -122,6 +158,12 @@ pub(crate) struct PushArgs {
     /// Print the ID of each pushed entry on stdout, one per line.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Read all of stdin as one entry.
+    #[arg(long, conflicts_with_all = ["data", "null"])]
+    pub raw: bool,
+    /// Split stdin on NUL bytes instead of lines (as `find -print0` writes).
+    #[arg(long, short = '0', conflicts_with = "data")]
+    pub null: bool,
 }
 
 /// How entries are printed.
@@ -148,6 +190,14 @@ pub(crate) struct PopArgs {
     /// Pop every entry that is ready.
     #[arg(long, conflicts_with = "count")]
     pub all: bool,
+    /// Wait for entries when the ring is empty: until N have been popped (with
+    /// --all, until the first one arrives, then everything ready).
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 500ms, 10s): exit status 7 if nothing
+    /// arrived. Without it, --wait waits forever.
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    pub timeout: Option<Duration>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -174,6 +224,97 @@ pub(crate) struct InfoArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `mmring dump`.
+#[derive(Debug, Args)]
+pub(crate) struct DumpArgs {
+    /// The ring file (need not be a valid ring: a damaged file can be dumped too).
+    pub path: PathBuf,
+    /// First file offset to show (e.g. 4096, 4KiB).
+    #[arg(long, value_parser = parse_size)]
+    pub offset: Option<u64>,
+    /// Number of bytes to show (default: the header, or with --records the whole file).
+    #[arg(short = 'n', long = "length", value_name = "BYTES", value_parser = parse_size)]
+    pub length: Option<u64>,
+    /// Also show every record between the read and the write position.
+    #[arg(long)]
+    pub records: bool,
+}
+
+/// `mmring verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The ring file.
+    pub path: PathBuf,
+    /// Make the ring usable again: reset impossible positions and mark damaged
+    /// records so that readers skip them; lists what was dropped.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `mmring bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Producer threads (or processes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub producers: u32,
+    /// Consumer threads (or processes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub consumers: u32,
+    /// Size of the temporary ring file.
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    pub size: u64,
+    /// Payload bytes per entry (at least 8: the send time).
+    #[arg(long, value_parser = parse_size, default_value = "64")]
+    pub entry: u64,
+    /// Entries each producer pushes.
+    #[arg(long, default_value_t = BENCH_DEFAULT_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub entries: u64,
+    /// Run producers and consumers as separate processes instead of threads.
+    #[arg(long)]
+    pub processes: bool,
+}
+
+/// Default entries per producer in `mmring bench`.
+pub(crate) const BENCH_DEFAULT_ENTRIES: u64 = if cfg!(debug_assertions) {
+    20_000
+} else {
+    500_000
+};
+
+/// `mmring bench-worker`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchWorkerArgs {
+    /// The ring file.
+    #[arg(long)]
+    pub ring: PathBuf,
+    /// Push this many entries (a producer); without it, pop until a stop marker.
+    #[arg(long)]
+    pub produce: Option<u64>,
+    /// Payload bytes per entry.
+    #[arg(long, default_value_t = 64)]
+    pub entry: usize,
+}
+
+/// Shells `mmring completions` writes scripts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Shell {
+    /// GNU Bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `mmring completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
 }
 
 /// `mmring demo`.
@@ -238,6 +379,38 @@ pub(crate) enum WorkerRole {
         #[arg(long)]
         stall_ms: u64,
     },
+}
+
+/// Writes the completion script for `shell` to stdout.
+pub(crate) fn completions(shell: Shell) -> crate::Outcome {
+    use clap::CommandFactory;
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(generator, &mut Cli::command(), "mmring", &mut script);
+    write_stdout(&script)
+}
+
+/// Writes the manual page (roff) to stdout.
+pub(crate) fn man_page() -> crate::Outcome {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(crate::output::stdout_failure)?;
+    write_stdout(&page)
+}
+
+fn write_stdout(bytes: &[u8]) -> crate::Outcome {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(crate::output::stdout_failure)
 }
 
 /// Splits `text` into its leading number and the rest.

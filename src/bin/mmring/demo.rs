@@ -134,12 +134,13 @@ pub(crate) fn run(args: &DemoArgs) -> Outcome {
 
 /// A directory under the system's temporary directory, removed with its contents
 /// when dropped.
-struct TempDir {
-    path: PathBuf,
+pub(crate) struct TempDir {
+    /// The directory.
+    pub(crate) path: PathBuf,
 }
 
 impl TempDir {
-    fn new() -> Result<TempDir, Failure> {
+    pub(crate) fn new() -> Result<TempDir, Failure> {
         let base = std::env::temp_dir();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -174,14 +175,18 @@ impl Drop for TempDir {
 /// The worker processes. Any still running when this is dropped (the demo failed
 /// early) are killed, so none outlives the demo.
 #[derive(Default)]
-struct Workers {
+pub(crate) struct Workers {
     children: Vec<(String, Child)>,
 }
 
 impl Workers {
     /// Starts `command` with stdin closed, stdout captured and stderr shared (a worker
     /// reports its own failure there), and returns its stdout.
-    fn spawn(&mut self, name: String, mut command: Command) -> Result<ChildStdout, Failure> {
+    pub(crate) fn spawn(
+        &mut self,
+        name: String,
+        mut command: Command,
+    ) -> Result<ChildStdout, Failure> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -200,7 +205,7 @@ impl Workers {
 
     /// Waits for worker `index` and the thread reading its stdout; fails unless it
     /// exited successfully.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         index: usize,
         output: JoinHandle<io::Result<Vec<u8>>>,
@@ -242,7 +247,7 @@ impl Drop for Workers {
 
 /// Reads all of `stdout` on another thread, so a worker never blocks on a full pipe
 /// while the parent waits for someone else.
-fn read_in_background(mut stdout: ChildStdout) -> JoinHandle<io::Result<Vec<u8>>> {
+pub(crate) fn read_in_background(mut stdout: ChildStdout) -> JoinHandle<io::Result<Vec<u8>>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         stdout.read_to_end(&mut bytes).map(|_| bytes)

@@ -1,4 +1,4 @@
-//! `mmring info`: what a ring is and what it holds, as text or JSON.
+//! `mmring info`: what a ring is and what it holds, as a table or JSON.
 
 use std::io::{self, Write};
 
@@ -28,7 +28,7 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
              \"max_entry_size\":{},\"len\":{},\"used_bytes\":{used},\"read_pos\":{},\
              \"write_pos\":{},\"on_full\":\"{on_full}\",\"default_ttl_secs\":{},\
              \"abandon_timeout_ms\":{},\"pushed\":{},\"popped\":{},\"evicted\":{},\
-             \"expired\":{},\"corrupt\":{},\"abandoned\":{}}}\n",
+             \"expired\":{},\"corrupt\":{},\"abandoned\":{},\"subscribers\":[]}}\n",
             json_string(&path.to_string_lossy()),
             file_len.saturating_sub(capacity_bytes),
             ring.capacity(),
@@ -51,37 +51,58 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
             secs => format!("{secs} s"),
         };
         let fill_percent = used as f64 * 100.0 / capacity_bytes as f64;
-        format!(
-            "path              {}\n\
-             format version    {version}\n\
-             file size         {file_len} bytes ({})\n\
-             header            {} bytes\n\
-             capacity          {capacity_bytes} bytes for entries, at most {} entries \
-             (each takes a 56-byte header plus its payload rounded up to 8 bytes)\n\
-             max entry size    {} bytes\n\
-             fill              {} entries, {used} bytes ({fill_percent:.1}%)\n\
-             positions         read {}, write {}\n\
-             on full           {on_full}\n\
-             default ttl       {ttl}\n\
-             abandon timeout   {} ms\n\
-             counters          pushed {}, popped {}, evicted {}, expired {}, corrupt {}, \
-             abandoned {}\n",
-            path.display(),
-            human_bytes(file_len),
-            file_len.saturating_sub(capacity_bytes),
-            ring.capacity(),
-            ring.max_entry_size(),
-            stats.len,
-            stats.read_pos,
-            stats.write_pos,
-            ring.abandon_timeout().as_millis(),
-            stats.pushed,
-            stats.popped,
-            stats.evicted,
-            stats.expired,
-            stats.corrupt,
-            stats.abandoned,
-        )
+        let rows: [(&str, String); 12] = [
+            ("path", path.display().to_string()),
+            ("format version", version.to_string()),
+            (
+                "file size",
+                format!("{file_len} bytes ({})", human_bytes(file_len)),
+            ),
+            (
+                "capacity",
+                format!(
+                    "{capacity_bytes} bytes for entries ({} header), at most {} entries",
+                    human_bytes(file_len.saturating_sub(capacity_bytes)),
+                    ring.capacity()
+                ),
+            ),
+            ("max entry size", format!("{} bytes", ring.max_entry_size())),
+            (
+                "fill",
+                format!("{} entries, {used} bytes ({fill_percent:.1}%)", stats.len),
+            ),
+            (
+                "positions",
+                format!("read {}, write {}", stats.read_pos, stats.write_pos),
+            ),
+            ("on full", on_full.to_owned()),
+            ("default ttl", ttl),
+            (
+                "abandon timeout",
+                format!("{} ms", ring.abandon_timeout().as_millis()),
+            ),
+            (
+                "counters",
+                format!(
+                    "pushed {}, popped {}, evicted {}, expired {}, corrupt {}, abandoned {}",
+                    stats.pushed,
+                    stats.popped,
+                    stats.evicted,
+                    stats.expired,
+                    stats.corrupt,
+                    stats.abandoned
+                ),
+            ),
+            // This format version has no subscriber table; the row keeps the layout
+            // stable for when it does.
+            ("subscribers", "none".to_owned()),
+        ];
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        for (name, value) in rows {
+            table.add_row([name.to_owned(), value]);
+        }
+        format!("{table}\n")
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();

@@ -9,6 +9,8 @@
 #![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(loom))]
+mod bench;
+#[cfg(not(loom))]
 mod cli;
 #[cfg(not(loom))]
 mod create;
@@ -19,6 +21,8 @@ mod demo_wire;
 #[cfg(not(loom))]
 mod demo_worker;
 #[cfg(not(loom))]
+mod dump;
+#[cfg(not(loom))]
 mod info;
 #[cfg(not(loom))]
 mod output;
@@ -28,6 +32,8 @@ mod peek;
 mod pop;
 #[cfg(not(loom))]
 mod push;
+#[cfg(not(loom))]
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +53,12 @@ const EXIT_BAD_RING: u8 = 4;
 const EXIT_FULL: u8 = 5;
 /// `create` found the path taken (use `--force`).
 const EXIT_EXISTS: u8 = 6;
+/// `pop --wait --timeout` ran out of time.
+const EXIT_TIMEOUT: u8 = 7;
+/// `verify`: problems found.
+const EXIT_VERIFY_PROBLEMS: u8 = 1;
+/// `verify`: not a ring file, or unreadable.
+const EXIT_VERIFY_UNREADABLE: u8 = 2;
 
 /// The exit codes, as `mmring --help` lists them.
 const EXIT_CODES_HELP: &str = "\
@@ -57,7 +69,9 @@ Exit status:
   3  a file could not be opened, created, read or written
   4  not a ring file, unsupported format version, or damaged ring data
   5  the ring is full and rejects pushes
-  6  the ring file already exists (create --force replaces it)";
+  6  the ring file already exists (create --force replaces it)
+  7  pop --wait --timeout: the time ran out before enough entries arrived
+mmring verify: 0 clean, 1 problems found, 2 not a ring file or unreadable";
 
 /// Why a command failed. Every variant knows what it concerns (a path, `stdin`,
 /// `demo`, ...) and maps to one exit code.
@@ -96,6 +110,34 @@ pub(crate) enum Failure {
         /// What failed.
         message: String,
     },
+    /// The benchmark or one of its workers failed.
+    Bench {
+        /// What failed.
+        message: String,
+    },
+    /// `pop --wait --timeout` ran out of time.
+    TimedOut {
+        /// The ring file.
+        path: PathBuf,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// `verify` could not read the file as a ring.
+    Unverifiable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: mmring::Error,
+    },
+    /// `verify` found problems (each was printed on stdout).
+    ProblemsFound {
+        /// The ring file.
+        path: PathBuf,
+        /// How many.
+        count: usize,
+        /// Whether `--repair` fixed them.
+        repaired: bool,
+    },
 }
 
 /// What every subcommand returns.
@@ -121,18 +163,24 @@ impl Failure {
             Failure::Io { .. } => EXIT_IO,
             Failure::Usage { .. } => EXIT_USAGE,
             Failure::Skipped { .. } => EXIT_BAD_RING,
-            Failure::Check { .. } => EXIT_CHECK_FAILED,
+            Failure::Check { .. } | Failure::Bench { .. } => EXIT_CHECK_FAILED,
+            Failure::TimedOut { .. } => EXIT_TIMEOUT,
+            Failure::Unverifiable { .. } => EXIT_VERIFY_UNREADABLE,
+            Failure::ProblemsFound { .. } => EXIT_VERIFY_PROBLEMS,
         }
     }
 
     /// What the failure concerns: the first field of the stderr line.
     fn subject(&self) -> String {
         match self {
-            Failure::Ring { path, .. } | Failure::Skipped { path, .. } => {
-                path.display().to_string()
-            }
+            Failure::Ring { path, .. }
+            | Failure::Skipped { path, .. }
+            | Failure::TimedOut { path, .. }
+            | Failure::Unverifiable { path, .. }
+            | Failure::ProblemsFound { path, .. } => path.display().to_string(),
             Failure::Io { what, .. } | Failure::Usage { what, .. } => what.clone(),
             Failure::Check { .. } => "demo".to_owned(),
+            Failure::Bench { .. } => "bench".to_owned(),
         }
     }
 }
@@ -149,7 +197,30 @@ impl fmt::Display for Failure {
                 f,
                 "{count} corrupt record(s) were skipped (each is reported above)"
             ),
-            Failure::Check { message } => f.write_str(message),
+            Failure::Check { message } | Failure::Bench { message } => f.write_str(message),
+            Failure::TimedOut { waited, .. } => write!(
+                f,
+                "timed out after {:.3} s waiting for entries",
+                waited.as_secs_f64()
+            ),
+            Failure::Unverifiable { error, .. } => fmt_ring_error(error, f),
+            Failure::ProblemsFound {
+                count,
+                repaired: false,
+                ..
+            } => write!(
+                f,
+                "{count} problem(s) found (listed on stdout); `mmring verify --repair` makes \
+                 the ring usable again"
+            ),
+            Failure::ProblemsFound {
+                count,
+                repaired: true,
+                ..
+            } => write!(
+                f,
+                "{count} problem(s) found and repaired (listed on stdout); the ring is usable"
+            ),
         }
     }
 }
@@ -206,6 +277,12 @@ fn main() -> ExitCode {
         cli::Command::Pop(args) => pop::run(&args),
         cli::Command::Peek(args) => peek::run(&args),
         cli::Command::Info(args) => info::run(&args),
+        cli::Command::Dump(args) => dump::run(&args),
+        cli::Command::Verify(args) => verify::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
+        cli::Command::BenchWorker(args) => bench::worker(&args),
+        cli::Command::Completions(args) => cli::completions(args.shell),
+        cli::Command::Man => cli::man_page(),
         cli::Command::Demo(args) => demo::run(&args),
         cli::Command::DemoWorker(args) => demo_worker::run(&args),
     };

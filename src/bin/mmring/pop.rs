@@ -1,21 +1,79 @@
-//! `mmring pop`: remove the oldest entries and print them.
+//! `mmring pop`: remove the oldest entries and print them, optionally waiting for
+//! them to arrive.
 
-use mmring::Ring;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use mmring::{Entry, Ring};
 
 use crate::cli::PopArgs;
 use crate::output::print_entries;
-use crate::{AtPath, Outcome};
+use crate::{AtPath, Failure, Outcome};
 
 /// Pops up to `-n` entries (or all with `--all`), printing each as it is taken. A
 /// corrupt record is reported on stderr and skipped, and popping goes on; the exit
-/// status then says records were skipped.
+/// status then says records were skipped. With `--wait`, an empty ring is waited on
+/// (until `--timeout`, if given).
 pub(crate) fn run(args: &PopArgs) -> Outcome {
     let ring = Ring::open(&args.path).at(&args.path)?;
     let limit = if args.all { u64::MAX } else { args.count };
     if limit == 0 {
         return Ok(());
     }
-    // pop() yields Ok(None) when nothing is ready: that ends the listing.
-    let popped = std::iter::from_fn(|| ring.pop().transpose());
-    print_entries(&args.path, popped, limit, args.format)
+    let deadline = args.timeout.map(|timeout| Instant::now() + timeout);
+    let timed_out = Cell::new(false);
+    let mut waited_for_first = false;
+    let popped = std::iter::from_fn(|| {
+        // Without --wait, and with --all once something arrived: only what is ready.
+        if !args.wait || (args.all && waited_for_first) {
+            return ring.pop().transpose();
+        }
+        waited_for_first = true;
+        match pop_waiting(&ring, deadline) {
+            Ok(Some(entry)) => Some(Ok(entry)),
+            Ok(None) => {
+                timed_out.set(true);
+                None
+            }
+            Err(error) => Some(Err(error)),
+        }
+    });
+    print_entries(&args.path, popped, limit, args.format)?;
+    if timed_out.get() {
+        return Err(Failure::TimedOut {
+            path: args.path.clone(),
+            waited: args.timeout.unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// Pops an entry, waiting for one while the ring is empty until `deadline` (`None`:
+/// forever); `Ok(None)` when the deadline passed.
+///
+/// A bounded poll: a few yields, then sleeps that double up to 10 ms, so an idle wait
+/// costs little CPU and an entry is seen within 10 ms of its push. Blocking on the
+/// ring's own notification (a futex wait, once the library offers one) replaces this
+/// function alone.
+fn pop_waiting(ring: &Ring, deadline: Option<Instant>) -> mmring::Result<Option<Entry>> {
+    const MAX_SLEEP: Duration = Duration::from_millis(10);
+    let mut sleep = Duration::from_micros(50);
+    let mut attempts = 0u32;
+    loop {
+        if let Some(entry) = ring.pop()? {
+            return Ok(Some(entry));
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            return Ok(None);
+        }
+        attempts += 1;
+        if attempts <= 16 {
+            std::thread::yield_now();
+            continue;
+        }
+        let nap = deadline.map_or(sleep, |deadline| sleep.min(deadline - now));
+        std::thread::sleep(nap);
+        sleep = (sleep * 2).min(MAX_SLEEP);
+    }
 }

@@ -1,6 +1,7 @@
-//! `mmring push`: append the arguments, or each line of stdin, as entries.
+//! `mmring push`: append the arguments, or each line (or NUL-separated item, or all)
+//! of stdin, as entries.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
 use mmring::Ring;
@@ -26,29 +27,45 @@ pub(crate) fn run(args: &PushArgs) -> Outcome {
         }
         Ok(())
     };
-    if args.data.is_empty() {
-        let stdin = io::stdin();
-        let mut input = stdin.lock();
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let read = input
-                .read_until(b'\n', &mut line)
-                .map_err(|error| Failure::Io {
-                    what: "stdin".to_owned(),
-                    error,
-                })?;
-            if read == 0 {
-                break;
-            }
-            push_one(strip_line_ending(&line))?;
-        }
-    } else {
+    if !args.data.is_empty() {
         for data in &args.data {
             push_one(data.as_bytes())?;
         }
+    } else if args.raw {
+        let mut all = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut all)
+            .map_err(stdin_failure)?;
+        push_one(&all)?;
+    } else {
+        let separator = if args.null { b'\0' } else { b'\n' };
+        let stdin = io::stdin();
+        let mut input = stdin.lock();
+        let mut item = Vec::new();
+        loop {
+            item.clear();
+            let read = input
+                .read_until(separator, &mut item)
+                .map_err(stdin_failure)?;
+            if read == 0 {
+                break;
+            }
+            if args.null {
+                push_one(item.strip_suffix(b"\0").unwrap_or(&item))?;
+            } else {
+                push_one(strip_line_ending(&item))?;
+            }
+        }
     }
     out.flush().map_err(stdout_failure)
+}
+
+fn stdin_failure(error: io::Error) -> Failure {
+    Failure::Io {
+        what: "stdin".to_owned(),
+        error,
+    }
 }
 
 /// `line` without its trailing `\n` or `\r\n`.

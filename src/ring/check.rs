@@ -1,0 +1,627 @@
+//! Checking and repairing a ring: the walk behind `mmring::verify` and `mmring::repair`.
+//!
+//! One walk does both. It follows docs/FORMAT.md ("Validation rules", "Listing the
+//! live entries") from `read_pos` to `write_pos`, decoding with the same format.rs
+//! functions and ring helpers that `pop` uses, and reports every problem with the file
+//! offset and name of the field at fault. Repairing is the same walk with consequences:
+//! impossible positions are reset, and every range that can't be trusted is marked
+//! with `SKIPPED` stamps word by word, the marks a skipping reader leaves, so that
+//! `pop` and `peek` step over it like any interrupted skip and deliver every intact
+//! entry around it. `verify` runs the walk on a private copy-on-write map, so it sees
+//! exactly what a repair would do without changing the file.
+//!
+//! The walk expects a quiescent ring (no other process pushing or popping); on a live
+//! ring it may report torn records that are only being overwritten. Every loop
+//! advances by at least 8 bytes and stays below `write_pos`, which is at most
+//! `region_len` past `read_pos` once positions are settled, so it ends on any bytes.
+
+use super::{RawRing, Region};
+use crate::format::{
+    self, CORRUPT_OFFSET, HEADER_LEN, MAX_POS, READ_POS_OFFSET, REC_CLAIM_OFFSET,
+    REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_STAMP_OFFSET, RECORD_ALIGN, STATE_ABANDONED,
+    STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
+};
+use crate::sync::{AtomicU64, Ordering};
+
+/// What the walk found at one place in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Finding {
+    /// File offset of the field at fault.
+    pub offset: u64,
+    /// Name of that field, as docs/FORMAT.md and [`layout`](crate::layout) spell it.
+    pub field: &'static str,
+    /// Position of the record concerned, if it is a record.
+    pub position: Option<u64>,
+    /// What is wrong, in words.
+    pub message: String,
+    /// What repairing does about it (for [`verify`](crate::verify): would do).
+    pub action: Action,
+}
+
+/// What a repair does about a [`Finding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Nothing: the ring deals with it itself (e.g. a producer that died mid-push is
+    /// skipped after the abandon timeout).
+    None,
+    /// A position field is set from `from` to `to`.
+    Reset {
+        /// The damaged value.
+        from: u64,
+        /// The value it gets.
+        to: u64,
+    },
+    /// The positions `start..end` are dropped: readers skip them. Any entry in them
+    /// is lost; its payload could not be trusted.
+    Drop {
+        /// First position dropped.
+        start: u64,
+        /// First position kept after them.
+        end: u64,
+    },
+}
+
+/// What a stretch of the ring between `read_pos` and `write_pos` holds, as the walk
+/// classified it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanKind {
+    /// An intact entry (`expired`: its TTL has passed, so readers drop it).
+    Entry {
+        /// Its payload length.
+        data_len: u32,
+        /// Whether its TTL has passed.
+        expired: bool,
+    },
+    /// Padding up to the end of the region.
+    Padding,
+    /// A record whose producer was given up on; skipped by its claimed length.
+    Abandoned,
+    /// A record a producer is writing, or died writing.
+    Claimed,
+    /// A reservation whose producer has not claimed it (still writing, or died).
+    Unclaimed,
+    /// Words marked by a skipping reader (or by a repair).
+    Skipped,
+    /// Bytes that fail validation (see the report's findings).
+    Damaged,
+}
+
+/// One stretch of the ring, `len` bytes from `position`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Span {
+    /// Its position in the ring's stream.
+    pub position: u64,
+    /// The file offset where it starts.
+    pub offset: u64,
+    /// How many bytes of the stream it covers.
+    pub len: u64,
+    /// What it is.
+    pub kind: SpanKind,
+}
+
+/// The outcome of a walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Walk {
+    pub read_pos: u64,
+    pub write_pos: u64,
+    pub entries: u64,
+    pub expired: u64,
+    pub entry_bytes: u64,
+    pub problems: Vec<Finding>,
+    pub notes: Vec<Finding>,
+}
+
+fn position_is_valid(pos: u64) -> bool {
+    pos % RECORD_ALIGN == 0 && pos < MAX_POS
+}
+
+impl<R: Region> RawRing<R> {
+    /// A handle for checking: like `new`, but positions are not validated (settling
+    /// them is the walk's first step).
+    pub(crate) fn for_check(
+        region: R,
+        params: super::Params,
+        pid: u32,
+        clock: Box<dyn super::Clock>,
+    ) -> Self {
+        RawRing {
+            max_data: format::max_data_len(params.region_len),
+            region,
+            params,
+            pid,
+            clock,
+            cached_read: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
+            cached_write: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
+            stall_pos: AtomicU64::new(0),
+            stall_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Walks the ring, reporting every problem and calling `visit` for each stretch in
+    /// position order. With `repair`, positions are reset and untrusted ranges
+    /// dropped in the region; without, the region is not written (callers that want
+    /// the effect of a repair without one pass a private copy and `repair = true`).
+    pub(crate) fn check(&self, repair: bool, visit: &mut dyn FnMut(&Span)) -> Walk {
+        let mut walk = Walk::default();
+        let (read, write) = self.settle_positions(repair, &mut walk);
+        walk.read_pos = read;
+        walk.write_pos = write;
+        let now_ms = self.clock.wall_ms();
+        let mut buf = Vec::new();
+        let mut pos = read;
+        // Where the last padding record started, if the walk just stepped over one: a
+        // damaged record right after it takes the padding with it, since padding is
+        // only plausible in front of a record.
+        let mut padding_before: Option<u64> = None;
+        while pos < write {
+            let offset = self.rec_off(pos) as u64;
+            let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+            let mut span = |len: u64, kind: SpanKind| {
+                visit(&Span {
+                    position: pos,
+                    offset,
+                    len,
+                    kind,
+                })
+            };
+            let next = match format::stamp_state(stamp, pos) {
+                Some(STATE_COMMITTED) => match self.read_meta(pos) {
+                    Err((field, what)) => Step::Damaged(field, what),
+                    Ok(meta) => {
+                        let end = pos + format::record_len(meta.data_len);
+                        if end > write {
+                            Step::Damaged(
+                                REC_DATA_LEN_OFFSET,
+                                "the record extends past the write position".into(),
+                            )
+                        } else {
+                            buf.clear();
+                            buf.resize(meta.data_len as usize, 0);
+                            self.region.read(offset as usize + REC_HEADER_LEN, &mut buf);
+                            let crc = crc32c::crc32c(&buf);
+                            if crc != meta.data_crc {
+                                Step::DamagedTo(
+                                    end,
+                                    REC_HEADER_LEN,
+                                    format!(
+                                        "payload checksum is {crc:#010x}, the header says \
+                                         {:#010x} (entry {}, {} bytes)",
+                                        meta.data_crc, meta.id, meta.data_len
+                                    ),
+                                )
+                            } else {
+                                let expired = meta.expired(now_ms);
+                                walk.entries += 1;
+                                walk.expired += u64::from(expired);
+                                walk.entry_bytes += u64::from(meta.data_len);
+                                span(
+                                    end - pos,
+                                    SpanKind::Entry {
+                                        data_len: meta.data_len,
+                                        expired,
+                                    },
+                                );
+                                Step::To(end)
+                            }
+                        }
+                    }
+                },
+                Some(STATE_PADDING) => match self.padding_plausible(pos) {
+                    Some(true) => {
+                        span(self.lap_end(pos) - pos, SpanKind::Padding);
+                        Step::To(self.lap_end(pos))
+                    }
+                    Some(false) => Step::Damaged(
+                        REC_STAMP_OFFSET,
+                        "padding stamp where no padding can be (a damaged stamp)".into(),
+                    ),
+                    // The record after it is not claimed: that is reported there.
+                    None => {
+                        span(self.lap_end(pos) - pos, SpanKind::Padding);
+                        Step::To(self.lap_end(pos))
+                    }
+                },
+                Some(state @ (STATE_ABANDONED | STATE_CLAIMED)) => {
+                    let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
+                    let rec_len = format::record_len(data_len);
+                    if data_len <= self.max_data
+                        && self.fits_in_lap(pos, rec_len)
+                        && pos + rec_len <= write
+                    {
+                        if state == STATE_CLAIMED {
+                            walk.notes.push(Finding {
+                                offset,
+                                field: "stamp",
+                                position: Some(pos),
+                                message: format!(
+                                    "record at position {pos} is claimed but not committed: \
+                                     its producer is writing it or died; readers skip it \
+                                     after the abandon timeout"
+                                ),
+                                action: Action::None,
+                            });
+                        }
+                        let kind = if state == STATE_CLAIMED {
+                            SpanKind::Claimed
+                        } else {
+                            SpanKind::Abandoned
+                        };
+                        span(rec_len, kind);
+                        Step::To(pos + rec_len)
+                    } else {
+                        Step::Damaged(
+                            REC_CLAIM_OFFSET,
+                            format!(
+                                "{} record claims an impossible length of {data_len} bytes",
+                                if state == STATE_CLAIMED {
+                                    "claimed"
+                                } else {
+                                    "abandoned"
+                                }
+                            ),
+                        )
+                    }
+                }
+                Some(STATE_SKIPPED) => {
+                    let end = self.next_record_start(pos, write);
+                    span(end - pos, SpanKind::Skipped);
+                    Step::To(end)
+                }
+                _ => self.classify_stale(pos, stamp, write, &mut walk, &mut span),
+            };
+            let after_padding = padding_before
+                .take()
+                .filter(|_| pos % self.params.region_len == 0);
+            let (end, damage) = match next {
+                Step::To(end) => {
+                    if format::stamp_state(stamp, pos) == Some(STATE_PADDING) {
+                        padding_before = Some(pos);
+                    }
+                    (end, None)
+                }
+                Step::Damaged(field, message) => {
+                    (self.next_record_start(pos, write), Some((field, message)))
+                }
+                Step::DamagedTo(end, field, message) => (end, Some((field, message))),
+            };
+            if let Some((field, message)) = damage {
+                let drop = Drop {
+                    start: after_padding.unwrap_or(pos),
+                    at: pos,
+                    end,
+                    field,
+                };
+                self.drop_range(repair, drop, message, &mut walk, visit);
+            }
+            pos = end;
+        }
+        walk
+    }
+
+    /// A word at `pos` that is no stamp of the record there: a reservation whose
+    /// producer has not claimed it (the word holds whatever an earlier lap left), or
+    /// a damaged stamp. A record header that validates for `pos` proves a producer
+    /// claimed and wrote it, so then the stamp is damaged; so is a word carrying
+    /// `pos` itself with no valid state.
+    fn classify_stale(
+        &self,
+        pos: u64,
+        stamp: u64,
+        write: u64,
+        walk: &mut Walk,
+        span: &mut dyn FnMut(u64, SpanKind),
+    ) -> Step {
+        if stamp & !STATE_MASK == pos || self.read_meta(pos).is_ok() {
+            return Step::Damaged(
+                REC_STAMP_OFFSET,
+                format!("stamp {stamp:#x} is not a valid state of the record at this position"),
+            );
+        }
+        let end = self.next_record_start(pos, write);
+        walk.notes.push(Finding {
+            offset: self.rec_off(pos) as u64,
+            field: "stamp",
+            position: Some(pos),
+            message: format!(
+                "positions {pos}..{end} are reserved but not claimed: a producer is writing \
+                 there or died; readers skip them after the abandon timeout"
+            ),
+            action: Action::None,
+        });
+        span(end - pos, SpanKind::Unclaimed);
+        Step::To(end)
+    }
+
+    /// Reports the damaged range `drop` and, when repairing, marks every word of it
+    /// `SKIPPED` and counts it once as corrupt.
+    fn drop_range(
+        &self,
+        repair: bool,
+        drop: Drop,
+        message: String,
+        walk: &mut Walk,
+        visit: &mut dyn FnMut(&Span),
+    ) {
+        let Drop {
+            start,
+            at,
+            end,
+            field,
+        } = drop;
+        let offset = self.rec_off(at) as u64;
+        let field_name = if field == REC_HEADER_LEN {
+            "data"
+        } else {
+            crate::layout::record_field(field).map_or("record", |f| f.name)
+        };
+        walk.problems.push(Finding {
+            offset: offset + field as u64,
+            field: field_name,
+            position: Some(at),
+            message: format!("record at position {at}: {message}"),
+            action: Action::Drop { start, end },
+        });
+        visit(&Span {
+            position: at,
+            offset,
+            len: end - at,
+            kind: SpanKind::Damaged,
+        });
+        if repair {
+            let mut word = start;
+            while word < end {
+                // The marks a skipping reader leaves (DESIGN: Skipping): pop walks
+                // them to the next record start, peek steps over them.
+                self.stamp_at(word)
+                    .store(format::stamp(word, STATE_SKIPPED), Ordering::Release);
+                word += RECORD_ALIGN;
+            }
+            self.count(CORRUPT_OFFSET);
+        }
+    }
+
+    /// Validates `read_pos` and `write_pos` and, where they are impossible, chooses
+    /// new values (stored in the region when repairing).
+    ///
+    /// The write position can be rebuilt from the records: it is the end of the
+    /// newest one any stamp shows. The read position can't: a popped record keeps its
+    /// committed stamp, so nothing in the region tells the entries still queued from
+    /// the ones already delivered. A lost read position is therefore set to the write
+    /// position, dropping what lay between rather than delivering anything twice.
+    fn settle_positions(&self, repair: bool, walk: &mut Walk) -> (u64, u64) {
+        let region_len = self.params.region_len;
+        let read = self.read_pos().load(Ordering::Acquire);
+        let write = self.write_pos().load(Ordering::Acquire);
+        let consistent = |read: u64, write: u64| read <= write && write - read <= region_len;
+        let read_valid = position_is_valid(read);
+        let write_valid = position_is_valid(write);
+        if read_valid && write_valid && consistent(read, write) {
+            return (read, write);
+        }
+        let newest = self.newest_record_end();
+        let new_write = if !write_valid {
+            newest.max(if read_valid { read } else { 0 })
+        } else if read_valid && consistent(read, newest) {
+            // The records agree with the read position: the write position is wrong.
+            newest
+        } else {
+            write
+        };
+        let new_read = if read_valid && consistent(read, new_write) {
+            read
+        } else {
+            new_write
+        };
+        if new_write != write {
+            let why = if write_valid {
+                format!(
+                    "write position {write} is out of reach of the read position {read}                      ({region_len}-byte region)"
+                )
+            } else {
+                format!("write position {write} is not a multiple of 8 below 2^62")
+            };
+            walk.problems.push(Finding {
+                offset: WRITE_POS_OFFSET as u64,
+                field: "write_pos",
+                position: None,
+                message: format!("{why}; reset to {new_write}, the end of the newest record"),
+                action: Action::Reset {
+                    from: write,
+                    to: new_write,
+                },
+            });
+        }
+        if new_read != read {
+            let why = if read_valid {
+                format!(
+                    "read position {read} is out of reach of the write position {new_write}                      ({region_len}-byte region)"
+                )
+            } else {
+                format!("read position {read} is not a multiple of 8 below 2^62")
+            };
+            let lost = self.count_entries(new_write.saturating_sub(region_len), new_write);
+            walk.problems.push(Finding {
+                offset: READ_POS_OFFSET as u64,
+                field: "read_pos",
+                position: None,
+                message: format!(
+                    "{why}; reset to the write position, which empties the ring: the \
+                     {lost} intact record(s) before it may have been popped already, so \
+                     they are dropped rather than risk delivering one twice"
+                ),
+                action: Action::Reset {
+                    from: read,
+                    to: new_read,
+                },
+            });
+        }
+        if repair {
+            self.write_pos().store(new_write, Ordering::Release);
+            self.read_pos().store(new_read, Ordering::Release);
+        }
+        (new_read, new_write)
+    }
+
+    /// Committed records with a valid header that start in `from..to`.
+    fn count_entries(&self, from: u64, to: u64) -> u64 {
+        let mut count = 0;
+        let mut pos = self.next_record_start_from(from, to);
+        while pos < to {
+            let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+            if format::stamp_state(stamp, pos) == Some(STATE_COMMITTED)
+                && self.read_meta(pos).is_ok()
+            {
+                count += 1;
+            }
+            pos = self.next_record_start(pos, to);
+        }
+        count
+    }
+
+    /// The end of the newest record any stamp in the region shows: every word that is
+    /// a plausible stamp for its own offset, at its claimed or padded length.
+    fn newest_record_end(&self) -> u64 {
+        let region_len = self.params.region_len;
+        let mut newest = 0;
+        let mut off = 0;
+        while off < region_len {
+            let value = self.word(HEADER_LEN + off as usize).load(Ordering::Acquire);
+            let pos = value & !STATE_MASK;
+            let state = value & STATE_MASK;
+            if pos < MAX_POS && pos % region_len == off && format::starts_record(state) {
+                let end = match state {
+                    STATE_COMMITTED => self
+                        .read_meta(pos)
+                        .map_or(pos + RECORD_ALIGN, |m| pos + format::record_len(m.data_len)),
+                    STATE_PADDING => self.lap_end(pos),
+                    _ => pos + RECORD_ALIGN,
+                };
+                newest = newest.max(end);
+            }
+            off += RECORD_ALIGN;
+        }
+        newest
+    }
+}
+
+/// A damaged range: `start..end`, found at the record at `at` (`field`: the
+/// record-relative offset at fault). `start` is before `at` when the padding in front
+/// of the record goes with it.
+struct Drop {
+    start: u64,
+    at: u64,
+    end: u64,
+    field: usize,
+}
+
+/// Where the walk goes after a record.
+enum Step {
+    /// On to this position.
+    To(u64),
+    /// The record is damaged at this record-relative field; its length can't be
+    /// trusted, so resynchronize.
+    Damaged(usize, String),
+    /// The record is damaged at this field, but its length is trusted: it ends here.
+    DamagedTo(u64, usize, String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Header, Policy};
+    use crate::region::HeapRegion;
+    use crate::ring::{Clock, Params};
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn wall_ms(&self) -> u64 {
+            1_000
+        }
+        fn mono_ms(&self) -> u64 {
+            0
+        }
+    }
+
+    fn ring() -> RawRing<HeapRegion> {
+        let region_len = 4096;
+        let file_len = HEADER_LEN as u64 + region_len;
+        let region = HeapRegion::new(file_len as usize);
+        region.write(
+            0,
+            &Header::new(file_len, 0, Policy::Reject, 100, 0).to_bytes(),
+        );
+        let params = Params {
+            region_len,
+            policy: Policy::Reject,
+            default_ttl_secs: 0,
+            abandon_ms: 100,
+        };
+        RawRing::for_check(region, params, 1, Box::new(FixedClock))
+    }
+
+    fn pop_all(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for _ in 0..100 {
+            match ring.pop_into(&mut buf) {
+                Ok(Some(_)) => out.push(buf.clone()),
+                Ok(None) => break,
+                Err(e) => panic!("pop after repair: {e}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn clean_ring_has_no_findings() {
+        let ring = ring();
+        for data in [&b"a"[..], b"bb", b"ccc"] {
+            ring.push(data, 0).unwrap();
+        }
+        let mut kinds = Vec::new();
+        let walk = ring.check(false, &mut |span| kinds.push(span.kind));
+        assert_eq!(walk.problems, vec![]);
+        assert_eq!((walk.entries, walk.entry_bytes), (3, 6));
+        assert_eq!(kinds.len(), 3);
+    }
+
+    #[test]
+    fn damaged_payload_is_dropped_exactly_and_the_rest_delivered() {
+        let ring = ring();
+        ring.push(b"first", 0).unwrap();
+        let bad = ring.push(b"second", 0).unwrap();
+        ring.push(b"third", 0).unwrap();
+        let data_off = ring.rec_off(bad) + REC_HEADER_LEN;
+        ring.region.write(data_off, b"X");
+        let walk = ring.check(true, &mut |_| {});
+        assert_eq!(walk.problems.len(), 1);
+        let problem = &walk.problems[0];
+        assert_eq!((problem.offset, problem.field), (data_off as u64, "data"));
+        assert_eq!(
+            problem.action,
+            Action::Drop {
+                start: bad,
+                end: bad + 64
+            }
+        );
+        assert_eq!(pop_all(&ring), vec![b"first".to_vec(), b"third".to_vec()]);
+        assert_eq!(ring.check(false, &mut |_| {}).problems, vec![]);
+        assert!(ring.push(b"more", 0).is_ok());
+    }
+
+    #[test]
+    fn impossible_positions_are_reset() {
+        let ring = ring();
+        ring.push(b"kept", 0).unwrap();
+        ring.write_pos().store(3, Ordering::Relaxed);
+        let walk = ring.check(true, &mut |_| {});
+        assert_eq!(walk.problems.len(), 1, "{:?}", walk.problems);
+        assert_eq!(walk.problems[0].field, "write_pos");
+        assert_eq!(walk.problems[0].action, Action::Reset { from: 3, to: 64 });
+        assert_eq!(pop_all(&ring), vec![b"kept".to_vec()]);
+    }
+}

@@ -1,0 +1,293 @@
+//! End-to-end tests of how `mmring push` and `mmring pop` move data through pipes and
+//! between processes, driving the real binary.
+//!
+//! Proves that `push --raw` stores all of stdin as one entry byte for byte, `--null`
+//! splits on NUL, and `--ttl` is recorded; that `pop` prints hex and JSON (id,
+//! version, ttl, write time, size, data) and raw bytes exactly; that `pop --format
+//! raw` piped into `push --raw` of another ring copies entries exactly; that `pop
+//! --wait` in one process receives, in order, every entry another `mmring push`
+//! process pushes after it started waiting; and that `pop --wait --timeout` on an
+//! empty ring gives up with exit status 7 and one stderr line, keeping what arrived.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn mmring() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmring"));
+    command.env_remove("RUST_BACKTRACE");
+    command
+}
+
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.ring");
+    (dir, path)
+}
+
+fn create(path: &Path) {
+    mmring()
+        .arg("create")
+        .arg(path)
+        .args(["--size", "64KiB", "--on-full", "reject"])
+        .assert()
+        .success();
+}
+
+fn stdout_of(assert: assert_cmd::assert::Assert) -> Vec<u8> {
+    assert.get_output().stdout.clone()
+}
+
+#[test]
+fn push_raw_stores_all_of_stdin_as_one_entry() {
+    let (_dir, path) = scratch();
+    create(&path);
+    let payload: Vec<u8> = (0..=255u8)
+        .chain(b"\nline\r\n\0end".iter().copied())
+        .collect();
+    mmring()
+        .args(["push", "--raw", "-v"])
+        .arg(&path)
+        .write_stdin(payload.clone())
+        .assert()
+        .success()
+        .stdout("0\n");
+    mmring()
+        .args(["pop", "--all", "--format", "raw"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(payload);
+}
+
+#[test]
+fn push_null_splits_on_nul_bytes() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .args(["push", "--null"])
+        .arg(&path)
+        .write_stdin(&b"with\nnewline\0second\0last"[..])
+        .assert()
+        .success();
+    mmring()
+        .args(["pop", "--all", "--format", "hex"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("77697468 0a6e65776c696e65\n7365636f6e64\n6c617374\n".replace(' ', ""));
+}
+
+#[test]
+fn pop_json_carries_id_version_ttl_write_time_size_and_data() {
+    let (_dir, path) = scratch();
+    create(&path);
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    mmring()
+        .args(["push", "--ttl", "90s"])
+        .arg(&path)
+        .arg("tea \"time\"")
+        .assert()
+        .success();
+    let json = String::from_utf8(stdout_of(
+        mmring()
+            .args(["pop", "--format", "json"])
+            .arg(&path)
+            .assert()
+            .success(),
+    ))
+    .unwrap();
+    assert!(
+        json.starts_with("{\"id\":0,\"version\":1,\"ttl_secs\":90,\"written_at_ms\":"),
+        "{json}"
+    );
+    assert!(
+        json.ends_with(",\"size\":10,\"encoding\":\"utf-8\",\"data\":\"tea \\\"time\\\"\"}\n"),
+        "{json}"
+    );
+    let written: u128 = json
+        .split("\"written_at_ms\":")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap();
+    // The write time is a coarse clock: it may be a few ms behind.
+    assert!(
+        written + 100 >= before_ms && written < before_ms + 60_000,
+        "{json}"
+    );
+}
+
+#[test]
+fn pop_raw_piped_into_push_raw_copies_the_entries_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("from.ring"), dir.path().join("to.ring"));
+    create(&from);
+    create(&to);
+    mmring()
+        .arg("push")
+        .arg(&from)
+        .write_stdin("alpha\nbeta\n")
+        .assert()
+        .success();
+    let mut pop = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .args(["pop", "--all", "--format", "raw"])
+        .arg(&from)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let push = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .args(["push", "--raw"])
+        .arg(&to)
+        .stdin(pop.stdout.take().unwrap())
+        .status()
+        .unwrap();
+    assert!(push.success());
+    assert!(pop.wait().unwrap().success());
+    mmring()
+        .args(["pop", "--all"])
+        .arg(&to)
+        .assert()
+        .success()
+        .stdout("alphabeta\n");
+    mmring()
+        .args(["pop", "--all"])
+        .arg(&from)
+        .assert()
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn pop_wait_in_one_process_receives_what_another_pushes() {
+    let (_dir, path) = scratch();
+    create(&path);
+    let count = 200;
+    // The consumer starts first, on an empty ring, and waits (bounded by --timeout,
+    // so a lost entry fails the test instead of hanging it).
+    let mut consumer = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .args([
+            "pop",
+            "--wait",
+            "--timeout",
+            "20s",
+            "--format",
+            "json",
+            "-n",
+        ])
+        .arg(count.to_string())
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: String = (0..count).map(|i| format!("entry {i}\n")).collect();
+    let mut producer = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .arg("push")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    let mut out = String::new();
+    consumer
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = consumer.wait().unwrap();
+    let mut err = String::new();
+    consumer
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}: {err}");
+    let data: Vec<String> = out
+        .lines()
+        .map(|line| {
+            line.split("\"data\":\"")
+                .nth(1)
+                .and_then(|rest| rest.strip_suffix("\"}"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..count).map(|i| format!("entry {i}")).collect();
+    assert_eq!(data, expected);
+}
+
+#[test]
+fn pop_wait_timeout_gives_up_with_status_7_keeping_what_arrived() {
+    let (_dir, path) = scratch();
+    create(&path);
+    let started = Instant::now();
+    let assert = mmring()
+        .args(["pop", "--wait", "--timeout", "300ms"])
+        .arg(&path)
+        .assert()
+        .code(7)
+        .stdout("");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "mmring: {}: timed out after 0.300 s waiting for entries\n",
+            path.display()
+        )
+    );
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("only")
+        .assert()
+        .success();
+    mmring()
+        .args(["pop", "--wait", "--timeout", "200ms", "-n", "2"])
+        .arg(&path)
+        .assert()
+        .code(7)
+        .stdout("only\n")
+        .stderr(predicate::str::contains("timed out"));
+    // --all waits for the first entry only.
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .args(["x", "y"])
+        .assert()
+        .success();
+    mmring()
+        .args(["pop", "--wait", "--all", "--timeout", "5s"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("x\ny\n");
+}
+
+#[test]
+fn timeout_needs_wait() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .args(["pop", "--timeout", "1s"])
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--wait"));
+}
