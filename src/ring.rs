@@ -321,6 +321,8 @@ impl<R: Region> RawRing<R> {
         if self.read_pos().load(Ordering::Acquire) > pos {
             return false;
         }
+        #[cfg(test)]
+        tests::run_hook("claim-after-read-check");
         // SYNC(seqlock): the writer's half. Every store we make into the reservation
         // comes after this fence, and everything we observed before it (the read_pos
         // that freed the space) happens before it; so a reader that copies any of our
@@ -949,6 +951,32 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64 as StdU64;
 
+    thread_local! {
+        /// A closure a test runs when this thread reaches a named point (once).
+        static HOOK: std::cell::RefCell<Option<(&'static str, Box<dyn FnOnce()>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Runs `f` the next time this thread reaches `point` in the ring code.
+    fn at_point(point: &'static str, f: impl FnOnce() + 'static) {
+        HOOK.with(|hook| *hook.borrow_mut() = Some((point, Box::new(f))));
+    }
+
+    /// Called by the ring at `point`: runs and removes a hook installed for it, so the
+    /// hook may itself use the ring without running again.
+    pub(super) fn run_hook(point: &'static str) {
+        let hook = HOOK.with(|hook| {
+            let mut hook = hook.borrow_mut();
+            match hook.as_ref() {
+                Some((name, _)) if *name == point => hook.take(),
+                _ => None,
+            }
+        });
+        if let Some((_, f)) = hook {
+            f();
+        }
+    }
+
     /// A clock the test moves by hand.
     #[derive(Default)]
     struct TestClock {
@@ -1441,6 +1469,65 @@ mod tests {
              pops={got:?} counters={:?}",
             ring.counters()
         );
+    }
+
+    /// A producer that passed claim's first read_pos check and then stopped while its
+    /// range was skipped (abandon timeout) and reused by a later lap must not keep the
+    /// claim it then wins on the later lap's stamp word: claim's second check gives
+    /// the word back and the push reserves again, so the stopped producer's entry is
+    /// never reported pushed and then lost. Its claim word store, made before the
+    /// second check, lands on the later lap's record: that record is then reported as
+    /// corrupt, never returned damaged and never silently dropped (DESIGN: Stalls and abandonment).
+    #[test]
+    fn producer_stalled_between_its_check_and_its_claim_gives_the_word_back() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        let data_len = 7;
+        let (pos, _) = ring.reserve(format::record_len(data_len)).unwrap();
+        let payload = [7u8; 1000];
+        let victim = Arc::new(StdU64::new(0));
+        {
+            let (ring, victim) = (ring.clone(), victim.clone());
+            // While the producer is stopped: its range is skipped after the abandon
+            // timeout, and a lap of pushes reuses it.
+            at_point("claim-after-read-check", move || {
+                assert_eq!(pop(&ring), None);
+                mono.store(100, std::sync::atomic::Ordering::Relaxed);
+                ring.push(&payload, 0).unwrap();
+                assert!(pop(&ring).is_some());
+                for _ in 0..2 {
+                    ring.push(&payload, 0).unwrap();
+                    assert!(pop(&ring).is_some());
+                }
+                let id = ring.push(&payload, 0).unwrap();
+                assert_eq!(id, 4096, "the later lap reuses the stopped producer's word");
+                victim.store(id, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+        let claimed = ring.claim(pos, STATE_CLAIMED, Some(format::claim(data_len, 1)));
+        assert!(!claimed, "claimed a word that belongs to a later lap");
+        let victim = victim.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            format::stamp_state(ring.stamp_at(victim).load(Ordering::Relaxed), victim),
+            Some(STATE_COMMITTED),
+            "the later lap's stamp is back"
+        );
+        // The later lap's entry: delivered intact, or reported as corrupt.
+        let (mut delivered, mut reported) = (Vec::new(), 0);
+        for _ in 0..8 {
+            let mut buf = Vec::new();
+            match ring.pop_into(&mut buf) {
+                Ok(Some(meta)) => delivered.push((meta.id, buf)),
+                Ok(None) => break,
+                Err(Error::Corrupt { .. }) => reported += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            delivered == [(victim, payload.to_vec())] || (delivered.is_empty() && reported > 0),
+            "delivered {delivered:?}, reported {reported}"
+        );
+        assert_eq!(ring.counters().corrupt, reported);
     }
 
     /// Regression: a reader killed in the middle of a skip left it uncounted, because

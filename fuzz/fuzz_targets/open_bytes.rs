@@ -10,7 +10,9 @@
 //! Invariants: `Ring::open` either succeeds or returns `NotARing`,
 //! `UnsupportedVersion` or `Corrupt`; nothing panics or hangs (libFuzzer's timeout);
 //! popped IDs strictly increase; a payload never exceeds `max_entry_size`; and an entry
-//! pushed after the damage was drained, if popped, comes back intact.
+//! pushed after the damage was drained, if popped, comes back intact. `mmring::verify`
+//! ends on any bytes, and a ring it finds clean never reports corruption to peek or
+//! pop; after `mmring::repair`, `verify` finds it clean and pops report no corruption.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -58,6 +60,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let path = scratch_path("open_bytes");
     std::fs::write(&path, &bytes).unwrap();
+    let verified_clean = match mmring::verify(&path) {
+        Ok(report) => report.records_checked && report.is_clean(),
+        Err(Error::NotARing { .. } | Error::UnsupportedVersion { .. }) => false,
+        Err(other) => panic!("unexpected verify error: {other:?}"),
+    };
     let ring = match Ring::open(&path) {
         Ok(ring) => ring,
         Err(Error::NotARing { .. } | Error::UnsupportedVersion { .. } | Error::Corrupt { .. }) => {
@@ -70,14 +77,13 @@ fuzz_target!(|input: &[u8]| {
         ),
     };
 
-    // FUZZ-VERIFY: when the library grows `mmring::verify(path)`, call it here, before
-    // the ring is used: it must not panic, and it must report damage whenever the peek
-    // or pops below return `Error::Corrupt`.
-
     let max = ring.max_entry_size();
     let bound = 2 * ring.capacity() + 64;
-    for entry in ring.peek().take(bound).flatten() {
-        assert!(entry.data().len() <= max);
+    for entry in ring.peek().take(bound) {
+        match entry {
+            Ok(entry) => assert!(entry.data().len() <= max),
+            Err(e) => assert!(!verified_clean, "verify found the ring clean; peek: {e}"),
+        }
     }
     let _ = (ring.len(), ring.stats());
     let mut last_id = None;
@@ -96,7 +102,10 @@ fuzz_target!(|input: &[u8]| {
                     found.push((entry.id(), entry.into_data()));
                 }
                 Ok(None) => break,
-                Err(Error::Corrupt { offset, .. }) => assert!(offset < bytes.len() as u64),
+                Err(Error::Corrupt { offset, what }) => {
+                    assert!(offset < bytes.len() as u64);
+                    assert!(!verified_clean, "verify found the ring clean; pop: {what}");
+                }
                 Err(other) => panic!("unexpected pop error: {other:?}"),
             }
         }
@@ -119,5 +128,21 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     drop(ring);
+
+    // Repair the original bytes: afterwards verify finds nothing, and pops report no
+    // corruption.
+    std::fs::write(&path, &bytes).unwrap();
+    if mmring::repair(&path).is_ok() {
+        let report = mmring::verify(&path).expect("verify after a successful repair");
+        assert!(report.is_clean(), "problems after repair: {:?}", report.problems);
+        let ring = Ring::open(&path).expect("open after a successful repair");
+        for _ in 0..bound {
+            match ring.pop() {
+                Ok(Some(entry)) => assert!(entry.data().len() <= max),
+                Ok(None) => break,
+                Err(e) => panic!("pop after a repair: {e}"),
+            }
+        }
+    }
     let _ = std::fs::remove_file(&path);
 });
