@@ -951,10 +951,12 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64 as StdU64;
 
+    /// A named point in the ring code and what a test runs there.
+    type Hook = (&'static str, Box<dyn FnOnce()>);
+
     thread_local! {
         /// A closure a test runs when this thread reaches a named point (once).
-        static HOOK: std::cell::RefCell<Option<(&'static str, Box<dyn FnOnce()>)>> =
-            const { std::cell::RefCell::new(None) };
+        static HOOK: std::cell::RefCell<Option<Hook>> = const { std::cell::RefCell::new(None) };
     }
 
     /// Runs `f` the next time this thread reaches `point` in the ring code.
