@@ -19,6 +19,7 @@ use mmring::{Error, OnFull, Options, Ring};
 
 // File offsets from docs/FORMAT.md.
 const HEADER_LEN: u64 = 4096;
+const FILE_LEN_OFFSET: u64 = 16;
 const HEADER_CRC_OFFSET: u64 = 60;
 const WRITE_POS_OFFSET: u64 = 128;
 const READ_POS_OFFSET: u64 = 256;
@@ -316,6 +317,21 @@ fn damaged_static_header_is_one_problem_and_is_not_repaired() {
         Err(Error::Corrupt { offset, .. }) if offset == HEADER_CRC_OFFSET
     ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn truncated_file_is_reported_at_file_len() {
+    let (_dir, path) = scratch();
+    ring_with(&path, 65536, &[b"x"]);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(65536 - 4096).unwrap();
+    let report = mmring::verify(&path).unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(
+        (report.problems[0].offset, report.problems[0].field),
+        (FILE_LEN_OFFSET, "file_len")
+    );
+    assert_eq!(report.file_len, 65536 - 4096);
 }
 
 #[test]
