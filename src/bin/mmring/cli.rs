@@ -75,6 +75,8 @@ pub(crate) enum Command {
                             Run --repair while no other process uses the ring.")]
     Verify(VerifyArgs),
     /// Measure throughput and latency on a temporary ring, with threads or processes.
+    /// Producers push as fast as they can, so the latency (push to pop) includes the
+    /// time entries wait in a full queue.
     #[command(after_help = "Examples:\n  mmring bench\n  \
                             mmring bench --producers 4 --consumers 2 --entry 256 --processes")]
     Bench(BenchArgs),
