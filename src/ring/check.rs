@@ -289,7 +289,7 @@ impl<R: Region> RawRing<R> {
                 Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
             if let Some((field, message)) = damage {
-                let drop = Drop {
+                let drop = DroppedRange {
                     start: after_padding.unwrap_or(pos),
                     at: pos,
                     end,
@@ -341,12 +341,12 @@ impl<R: Region> RawRing<R> {
     fn drop_range(
         &self,
         repair: bool,
-        drop: Drop,
+        drop: DroppedRange,
         message: String,
         walk: &mut Walk,
         visit: &mut dyn FnMut(&Span),
     ) {
-        let Drop {
+        let DroppedRange {
             start,
             at,
             end,
@@ -511,7 +511,7 @@ impl<R: Region> RawRing<R> {
 /// A damaged range: `start..end`, found at the record at `at` (`field`: the
 /// record-relative offset at fault). `start` is before `at` when the padding in front
 /// of the record goes with it.
-struct Drop {
+struct DroppedRange {
     start: u64,
     at: u64,
     end: u64,

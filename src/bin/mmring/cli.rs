@@ -70,10 +70,13 @@ pub(crate) enum Command {
     /// Exit status 0: clean; 1: problems found (each is listed with its file offset
     /// and field); 2: not a ring file, or unreadable.
     #[command(after_help = "Examples:\n  mmring verify /dev/shm/jobs.ring\n  \
-                            mmring verify --repair /dev/shm/jobs.ring   # drop what can't be trusted\n\n\
+                            mmring verify --repair /dev/shm/jobs.ring   # drop what can't be trusted\n  \
+                            mmring verify --json /dev/shm/jobs.ring\n\n\
                             Run --repair while no other process uses the ring.")]
     Verify(VerifyArgs),
     /// Measure throughput and latency on a temporary ring, with threads or processes.
+    /// Producers push as fast as they can, so the latency (push to pop) includes the
+    /// time entries wait in a full queue.
     #[command(after_help = "Examples:\n  mmring bench\n  \
                             mmring bench --producers 4 --consumers 2 --entry 256 --processes")]
     Bench(BenchArgs),
@@ -251,6 +254,9 @@ pub(crate) struct VerifyArgs {
     /// records so that readers skip them; lists what was dropped.
     #[arg(long)]
     pub repair: bool,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mmring bench`.

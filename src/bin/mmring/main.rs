@@ -270,6 +270,24 @@ pub(crate) fn warn(subject: &dyn fmt::Display, message: &dyn fmt::Display) {
 fn main() -> ExitCode {
     use clap::Parser;
 
+    // A panic is a bug in mmring; report it on one line like every other failure
+    // (exit status 101), not as a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|at| format!(" at {}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        warn(
+            &"mmring",
+            &format!("internal error{location}: {message}; please report it"),
+        );
+    }));
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
         cli::Command::Create(args) => create::run(&args),
