@@ -34,6 +34,15 @@ impl LoomRing {
         } else {
             Policy::Reject
         };
+        LoomRing::with_policy(region_len, policy, abandon_ms)
+    }
+
+    /// A ring in block mode (`OnFull::Block`): a push waits for room.
+    pub fn blocking(region_len: u64, abandon_ms: u32) -> LoomRing {
+        LoomRing::with_policy(region_len, Policy::Block, abandon_ms)
+    }
+
+    fn with_policy(region_len: u64, policy: Policy, abandon_ms: u32) -> LoomRing {
         let file_len = HEADER_LEN as u64 + region_len;
         let header = Header::new(file_len, 0, policy, abandon_ms, 0);
         let region = HeapRegion::new(file_len as usize);
@@ -45,11 +54,36 @@ impl LoomRing {
             abandon_ms,
         };
         let clock = Box::new(TickingClock(AtomicU64::new(0)));
-        LoomRing(RawRing::new(region, params, 1, clock).expect("fresh ring"))
+        let futex = Box::new(crate::wait::LoomFutex::new());
+        LoomRing(RawRing::new(region, params, 1, clock, futex).expect("fresh ring"))
     }
 
     pub fn push(&self, data: &[u8]) -> Result<u64> {
         self.0.push(data, 0)
+    }
+
+    /// Pushes, waiting on the futex model while a block-mode ring is full.
+    pub fn push_blocking(&self, data: &[u8]) -> Result<u64> {
+        loop {
+            if let Some(id) = self.0.push_wait(data, 0, None)? {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Pops, waiting on the futex model while the ring is empty.
+    pub fn pop_blocking(&self) -> Result<(u64, Vec<u8>)> {
+        let mut buf = Vec::new();
+        loop {
+            if let Some(meta) = self.0.pop_wait(&mut buf, None)? {
+                return Ok((meta.id, buf));
+            }
+        }
+    }
+
+    /// The number of registered waiters (0 once every wait has returned).
+    pub fn waiters(&self) -> u32 {
+        self.0.waiting().waiters.load(crate::sync::Ordering::SeqCst)
     }
 
     pub fn pop(&self) -> Result<Option<(u64, Vec<u8>)>> {
