@@ -28,6 +28,8 @@ mod peek;
 mod pop;
 #[cfg(not(loom))]
 mod push;
+#[cfg(not(loom))]
+mod tail;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
         cli::Command::Push(args) => push::run(&args),
         cli::Command::Pop(args) => pop::run(&args),
         cli::Command::Peek(args) => peek::run(&args),
+        cli::Command::Tail(args) => tail::run(&args),
         cli::Command::Info(args) => info::run(&args),
         cli::Command::Demo(args) => demo::run(&args),
         cli::Command::DemoWorker(args) => demo_worker::run(&args),
