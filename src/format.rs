@@ -448,9 +448,7 @@ impl Header {
             other => {
                 return Err(corrupt(
                     ON_FULL_OFFSET,
-                    format!(
-                        "on_full is {other}, expected 0 (overwrite), 1 (reject) or 2 (block)"
-                    ),
+                    format!("on_full is {other}, expected 0 (overwrite), 1 (reject) or 2 (block)"),
                 ));
             }
         };

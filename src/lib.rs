@@ -7,8 +7,16 @@
 //! processes map the file and [`push`](Ring::push), [`pop`](Ring::pop) and
 //! [`peek`](Ring::peek) concurrently without locks or system calls. A full ring
 //! overwrites its oldest entries ([`OnFull::Overwrite`], the default) or refuses the
-//! push ([`OnFull::Reject`]). Entries may carry a TTL; expired entries are never
-//! returned. A process killed at any point leaves a ring that the others recover.
+//! push ([`OnFull::Reject`]), or makes it wait for room ([`OnFull::Block`]). Entries
+//! may carry a TTL; expired entries are never returned. A process killed at any point
+//! leaves a ring that the others recover.
+//!
+//! Waiting costs no CPU: [`pop_timeout`](Ring::pop_timeout),
+//! [`pop_blocking`](Ring::pop_blocking) and block-mode pushes sleep on a futex in the
+//! file, woken by the push or pop of any process; while nobody waits, pushes and pops
+//! make no system call. Besides `pop`'s queue, a ring serves up to 35 persistent
+//! named [`Subscriber`]s, each seeing every entry in order with its own cursor in the
+//! file, and in-memory [`Follower`]s.
 //!
 //! ```
 //! # fn main() -> Result<(), mmring::Error> {
@@ -89,10 +97,10 @@ mod api {
     pub use crate::stats::Stats;
     pub use crate::subscriber::{Follower, Subscriber, SubscriberInfo};
 
+    use crate::format::Policy;
     use crate::format::{Header, REC_HEADER_LEN};
     use crate::map::{self, MmapRegion};
     use crate::ring::{Params, RawRing};
-    use crate::format::Policy;
     use crate::wait::SystemFutex;
     use crate::{Error, Result, clock::SystemClock, options::ttl_secs};
     use std::time::Instant;

@@ -98,7 +98,9 @@ impl<R: Region> RawRing<R> {
     /// word after the copy (the name is written before the slot is published, and
     /// only changes after it is released).
     fn slot_name(&self, slot: usize, word: u64) -> Option<Vec<u8>> {
-        let len_word = self.slot_word(slot, SUB_NAME_LEN_OFFSET).load(Ordering::Relaxed);
+        let len_word = self
+            .slot_word(slot, SUB_NAME_LEN_OFFSET)
+            .load(Ordering::Relaxed);
         let len = usize::try_from(len_word & 0xffff_ffff).ok()?;
         if !(1..=SUB_NAME_MAX).contains(&len) {
             return None;
@@ -108,7 +110,11 @@ impl<R: Region> RawRing<R> {
             .read(sub_field_off(slot, SUB_NAME_OFFSET), &mut name);
         // SYNC(seqlock): the copy is stable iff the state word did not change.
         sync::fence(Ordering::Acquire);
-        (self.slot_word(slot, SUB_STATE_OFFSET).load(Ordering::Relaxed) == word).then_some(name)
+        (self
+            .slot_word(slot, SUB_STATE_OFFSET)
+            .load(Ordering::Relaxed)
+            == word)
+            .then_some(name)
     }
 
     fn read_pos_now(&self) -> u64 {
@@ -137,12 +143,15 @@ impl<R: Region> RawRing<R> {
             for slot in 0..SUB_SLOT_COUNT {
                 // SeqCst here and on the claim CAS below: two calls claiming slots for
                 // one name must not both miss the other's claim (DESIGN: Subscribers).
-                let word = self.slot_word(slot, SUB_STATE_OFFSET).load(Ordering::SeqCst);
+                let word = self
+                    .slot_word(slot, SUB_STATE_OFFSET)
+                    .load(Ordering::SeqCst);
                 match state_of(word) {
-                    SUB_STATE_ACTIVE if format::sub_name_crc(word) == crc => {
-                        if self.slot_name(slot, word).as_deref() == Some(name) {
-                            return Ok(self.attach(slot, word));
-                        }
+                    SUB_STATE_ACTIVE
+                        if format::sub_name_crc(word) == crc
+                            && self.slot_name(slot, word).as_deref() == Some(name) =>
+                    {
+                        return Ok(self.attach(slot, word));
                     }
                     SUB_STATE_CLAIMING => {
                         same_name_claiming |= format::sub_name_crc(word) == crc;
@@ -185,11 +194,8 @@ impl<R: Region> RawRing<R> {
             Some(entry) if entry.1 != word => *entry = (slot, word, now),
             Some(entry) => {
                 if now.saturating_sub(entry.2) >= CLAIM_TIMEOUT_MS {
-                    let free = format::sub_state(
-                        SUB_STATE_FREE,
-                        format::sub_generation(word) + 1,
-                        0,
-                    );
+                    let free =
+                        format::sub_state(SUB_STATE_FREE, format::sub_generation(word) + 1, 0);
                     let _ = self.slot_word(slot, SUB_STATE_OFFSET).compare_exchange(
                         word,
                         free,
@@ -213,17 +219,21 @@ impl<R: Region> RawRing<R> {
         state
             .compare_exchange(word, claimed, Ordering::SeqCst, Ordering::Relaxed)
             .ok()?;
-        let lost = (0..SUB_SLOT_COUNT).filter(|other| *other != slot).any(|other| {
-            let other_word = self.slot_word(other, SUB_STATE_OFFSET).load(Ordering::SeqCst);
-            if format::sub_name_crc(other_word) != crc {
-                return false;
-            }
-            match state_of(other_word) {
-                SUB_STATE_CLAIMING => other < slot,
-                SUB_STATE_ACTIVE => self.slot_name(other, other_word).as_deref() == Some(name),
-                _ => false,
-            }
-        });
+        let lost = (0..SUB_SLOT_COUNT)
+            .filter(|other| *other != slot)
+            .any(|other| {
+                let other_word = self
+                    .slot_word(other, SUB_STATE_OFFSET)
+                    .load(Ordering::SeqCst);
+                if format::sub_name_crc(other_word) != crc {
+                    return false;
+                }
+                match state_of(other_word) {
+                    SUB_STATE_CLAIMING => other < slot,
+                    SUB_STATE_ACTIVE => self.slot_name(other, other_word).as_deref() == Some(name),
+                    _ => false,
+                }
+            });
         if lost {
             let free = format::sub_state(SUB_STATE_FREE, generation + 1, 0);
             let _ = state.compare_exchange(claimed, free, Ordering::SeqCst, Ordering::Relaxed);
@@ -268,7 +278,9 @@ impl<R: Region> RawRing<R> {
     /// Attaches to an existing subscriber: its cursor goes back to its last commit
     /// (or to the oldest live entry, if that was removed since).
     fn attach(&self, slot: usize, word: u64) -> SlotRef {
-        let committed = self.slot_word(slot, SUB_COMMITTED_OFFSET).load(Ordering::Acquire);
+        let committed = self
+            .slot_word(slot, SUB_COMMITTED_OFFSET)
+            .load(Ordering::Acquire);
         let start = committed.max(self.read_pos_now());
         self.slot_word(slot, SUB_CURSOR_OFFSET)
             .store(start, Ordering::Release);
@@ -282,7 +294,9 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn unsubscribe(&self, name: &str) -> Result<bool> {
         let crc = crc32c::crc32c(name.as_bytes());
         for slot in 0..SUB_SLOT_COUNT {
-            let word = self.slot_word(slot, SUB_STATE_OFFSET).load(Ordering::SeqCst);
+            let word = self
+                .slot_word(slot, SUB_STATE_OFFSET)
+                .load(Ordering::SeqCst);
             if state_of(word) != SUB_STATE_ACTIVE
                 || format::sub_name_crc(word) != crc
                 || self.slot_name(slot, word).as_deref() != Some(name.as_bytes())
@@ -307,7 +321,9 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn subscribers(&self) -> Vec<SlotInfo> {
         (0..SUB_SLOT_COUNT)
             .filter_map(|slot| {
-                let word = self.slot_word(slot, SUB_STATE_OFFSET).load(Ordering::Acquire);
+                let word = self
+                    .slot_word(slot, SUB_STATE_OFFSET)
+                    .load(Ordering::Acquire);
                 if state_of(word) != SUB_STATE_ACTIVE {
                     return None;
                 }
@@ -331,7 +347,9 @@ impl<R: Region> RawRing<R> {
 
     /// Checks that the handle's subscriber still exists.
     fn check_attached(&self, sub: SlotRef, name: &str) -> Result<()> {
-        let word = self.slot_word(sub.slot, SUB_STATE_OFFSET).load(Ordering::Acquire);
+        let word = self
+            .slot_word(sub.slot, SUB_STATE_OFFSET)
+            .load(Ordering::Acquire);
         if word != sub.state {
             return Err(Error::NotSubscribed { name: name.into() });
         }
@@ -373,12 +391,8 @@ impl<R: Region> RawRing<R> {
             if cursor % 8 != 0 || cursor > end {
                 // Not a position this ring has reached: damage. Start over at the
                 // oldest live entry, and say so.
-                let _ = cursor_word.compare_exchange(
-                    cursor,
-                    read,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                let _ =
+                    cursor_word.compare_exchange(cursor, read, Ordering::AcqRel, Ordering::Relaxed);
                 return Err(Error::corrupt(
                     sub_field_off(sub.slot, SUB_CURSOR_OFFSET) as u64,
                     format!(
@@ -390,12 +404,8 @@ impl<R: Region> RawRing<R> {
             if cursor < read {
                 // Only when the subscriber was created or re-attached while a removal
                 // was under way: that removal did not see it (DESIGN: Subscribers).
-                let _ = cursor_word.compare_exchange(
-                    cursor,
-                    read,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                let _ =
+                    cursor_word.compare_exchange(cursor, read, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
             let mut walk = cursor;

@@ -94,6 +94,8 @@ impl<'a> Subscriber<'a> {
     /// assert_eq!(sub.next()?.unwrap().data(), b"x");
     /// # Ok(()) }
     /// ```
+    // Not `Iterator::next`: "nothing yet" (`Ok(None)`) is not the end of the stream.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry>> {
         let raw = &self.ring.raw;
         match raw.sub_next(self.slot, &self.name, &mut self.buf, &mut self.damaged_at)? {
@@ -227,6 +229,8 @@ impl<'a> Follower<'a> {
     /// # Errors
     /// [`Error::Corrupt`] for a damaged record; the follower then continues after
     /// the newest entry.
+    // Not `Iterator::next`: "nothing yet" (`Ok(None)`) is not the end of the stream.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry>> {
         let (_, end) = self.ring.raw.positions()?;
         let mut data = Vec::new();

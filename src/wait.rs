@@ -170,8 +170,7 @@ impl Waiting<'_> {
             let seen = self.notify.load(Ordering::Acquire);
             let looked = attempt();
             if matches!(looked, Ok(None)) {
-                self.futex
-                    .wait(self.notify, seen, left.min(MAX_SLEEP));
+                self.futex.wait(self.notify, seen, left.min(MAX_SLEEP));
             }
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             if let Some(found) = looked? {
