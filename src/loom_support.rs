@@ -9,6 +9,7 @@ use crate::Result;
 use crate::format::{HEADER_LEN, Header, Policy};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Clock, Params, RawRing};
+use crate::sub_table::{SlotRef, SubStep};
 
 /// A clock whose monotonic time advances 1 ms per reading, so a stalled head is
 /// abandoned after `abandon_ms` readings: loom explores both sides of the timeout.
@@ -107,6 +108,30 @@ impl LoomRing {
         self.0.reserve_and_claim_only(data_len)
     }
 
+    /// Creates (or attaches to) the subscriber `name`.
+    pub fn subscribe(&self, name: &str) -> Result<LoomSubscriber> {
+        Ok(LoomSubscriber {
+            slot: self.0.subscribe(name)?,
+            name: name.to_owned(),
+        })
+    }
+
+    /// One read of a subscriber: an entry, a lap report, or nothing.
+    pub fn sub_next(&self, sub: &LoomSubscriber) -> Result<SubRead> {
+        let mut buf = Vec::new();
+        let mut damaged_at = None;
+        Ok(
+            match self
+                .0
+                .sub_next(sub.slot, &sub.name, &mut buf, &mut damaged_at)?
+            {
+                SubStep::Entry(meta, _) => SubRead::Entry(meta.id, buf),
+                SubStep::Lapped(missed) => SubRead::Lapped(missed),
+                SubStep::Nothing => SubRead::Nothing,
+            },
+        )
+    }
+
     pub fn evicted(&self) -> u64 {
         self.0.counters().evicted
     }
@@ -114,4 +139,18 @@ impl LoomRing {
     pub fn abandoned(&self) -> u64 {
         self.0.counters().abandoned
     }
+}
+
+/// A subscriber of a [`LoomRing`].
+pub struct LoomSubscriber {
+    slot: SlotRef,
+    name: String,
+}
+
+/// What one subscriber read returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubRead {
+    Entry(u64, Vec<u8>),
+    Lapped(u64),
+    Nothing,
 }

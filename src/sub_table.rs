@@ -423,6 +423,12 @@ impl<R: Region> RawRing<R> {
                     }
                 }
                 Ok(None) => {
+                    // The walk may have started from a stale read_pos and met the
+                    // stamp of a later lap at the cursor (the record there was evicted
+                    // meanwhile): then read_pos has passed the cursor; look again.
+                    if walk == cursor && self.read_pos_now() > cursor {
+                        continue;
+                    }
                     if walk > cursor {
                         // Stepped over padding, abandoned or expired records.
                         let _ = cursor_word.compare_exchange(

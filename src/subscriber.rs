@@ -232,13 +232,21 @@ impl<'a> Follower<'a> {
     // Not `Iterator::next`: "nothing yet" (`Ok(None)`) is not the end of the stream.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry>> {
-        let (_, end) = self.ring.raw.positions()?;
+        let raw = &self.ring.raw;
         let mut data = Vec::new();
-        Ok(self
-            .ring
-            .raw
-            .peek_next(&mut self.cursor, end, &mut data)?
-            .map(|meta| Entry::new(meta.into(), data)))
+        loop {
+            let (_, end) = raw.positions()?;
+            let start = self.cursor;
+            if let Some(meta) = raw.peek_next(&mut self.cursor, end, &mut data)? {
+                return Ok(Some(Entry::new(meta.into(), data)));
+            }
+            // A walk that began from a stale read position may stop at a record of a
+            // later lap where the cursor's record was evicted: look again from the
+            // read position, which has then passed the cursor.
+            if self.cursor != start || raw.positions()?.0 <= start {
+                return Ok(None);
+            }
+        }
     }
 
     /// Like [`next`](Follower::next), but waits up to `timeout` for an entry, asleep

@@ -11,7 +11,10 @@
 //!   pops, and its entry lands after the ones already there;
 //! - two consumers blocked on an empty ring are both woken by two pushes, and each
 //!   entry goes to exactly one of them;
-//! - afterwards no waiter is left registered (the count is back to 0).
+//! - afterwards no waiter is left registered (the count is back to 0);
+//! - a subscriber reading the oldest entry while an overwriting push evicts it either
+//!   gets it or is told it missed exactly one entry, never both, never a torn copy,
+//!   and then reads every later entry once, in order (`src/sub_table.rs`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_wait`;
 //! `LOOM_MAX_PREEMPTIONS` (2 unless set; at most 1 for the three-thread model) bounds
@@ -22,7 +25,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use mmring::loom_support::LoomRing;
+use mmring::loom_support::{LoomRing, SubRead};
 
 /// A region that holds two records of the largest size (128 bytes: a 72-byte
 /// payload), or four of 64 bytes (an 8-byte payload).
@@ -113,5 +116,47 @@ fn two_blocked_consumers_are_both_woken_and_share_the_entries() {
         got.sort_unstable();
         assert_eq!(got, ids.map(|(id, _)| id));
         assert_eq!(ring.waiters(), 0, "a waiter is still registered");
+    });
+}
+
+#[test]
+fn subscriber_racing_an_eviction_gets_the_entry_or_counts_it_missed_exactly_once() {
+    check(|| {
+        let ring = Arc::new(LoomRing::new(REGION_LEN, true, NEVER));
+        let sub = ring.subscribe("s").expect("subscribe");
+        // A full ring of four 64-byte records; the subscriber is at the first.
+        let ids: Vec<u64> = (1..=4u8)
+            .map(|tag| ring.push(&[tag; SMALL]).expect("push"))
+            .collect();
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || ring.push(&[9; SMALL]).expect("evicting push"))
+        };
+        let first = ring.sub_next(&sub).expect("subscriber read");
+        let newest = producer.join().unwrap();
+        assert_eq!(ring.evicted(), 1);
+        let mut steps = vec![first];
+        loop {
+            match ring.sub_next(&sub).expect("subscriber read") {
+                SubRead::Nothing => break,
+                step => steps.push(step),
+            }
+        }
+        let mut delivered = Vec::new();
+        let mut missed = 0;
+        for step in steps {
+            match step {
+                SubRead::Entry(id, data) => delivered.push(intact((id, data)).0),
+                SubRead::Lapped(n) => missed += n,
+                SubRead::Nothing => unreachable!(),
+            }
+        }
+        let mut expected = ids.clone();
+        expected.push(newest);
+        if missed == 1 {
+            expected.remove(0);
+        }
+        assert_eq!(delivered, expected, "missed {missed}");
+        assert!(missed <= 1);
     });
 }
