@@ -96,7 +96,8 @@ pub enum Error {
     /// next read after it happened; the read after that continues with the oldest
     /// entry still in the ring.
     #[error(
-        "the subscriber missed {missed} entries, removed before it read them; it continues          with the oldest live entry (use a larger ring, or read faster)"
+        "the subscriber missed {missed} entries, removed before it read them; it continues \
+         with the oldest live entry (use a larger ring, or read faster)"
     )]
     Lapped {
         /// How many entries were missed since the last report.
@@ -105,7 +106,8 @@ pub enum Error {
 
     /// Every slot of the ring's subscriber table is taken.
     #[error(
-        "all {slots} subscriber slots of the ring are taken; unsubscribe one first          (Ring::unsubscribe, or `mmring info` to list them)"
+        "all {slots} subscriber slots of the ring are taken; unsubscribe one first \
+         (Ring::subscribers lists them, Ring::unsubscribe frees one)"
     )]
     SubscriberTableFull {
         /// Number of slots in the table.
