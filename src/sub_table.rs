@@ -219,22 +219,7 @@ impl<R: Region> RawRing<R> {
         state
             .compare_exchange(word, claimed, Ordering::SeqCst, Ordering::Relaxed)
             .ok()?;
-        let lost = (0..SUB_SLOT_COUNT)
-            .filter(|other| *other != slot)
-            .any(|other| {
-                let other_word = self
-                    .slot_word(other, SUB_STATE_OFFSET)
-                    .load(Ordering::SeqCst);
-                if format::sub_name_crc(other_word) != crc {
-                    return false;
-                }
-                match state_of(other_word) {
-                    SUB_STATE_CLAIMING => other < slot,
-                    SUB_STATE_ACTIVE => self.slot_name(other, other_word).as_deref() == Some(name),
-                    _ => false,
-                }
-            });
-        if lost {
+        if !self.won_claim(slot, name, crc) {
             let free = format::sub_state(SUB_STATE_FREE, generation + 1, 0);
             let _ = state.compare_exchange(claimed, free, Ordering::SeqCst, Ordering::Relaxed);
             return None;
@@ -267,6 +252,42 @@ impl<R: Region> RawRing<R> {
             slot,
             state: active,
         })
+    }
+
+    /// After claiming `slot` for `name`: whether to keep it. Another slot `ACTIVE`
+    /// with the same name, or `CLAIMING` with the same checksum at a lower index,
+    /// wins; one `CLAIMING` at a higher index is waited for (it either sees us and
+    /// gives its slot back, or becomes `ACTIVE`, and then it wins). Of two claims,
+    /// at least one sees the other (their CASes and loads are all SeqCst), so two
+    /// claims for one name never both win (DESIGN: Subscribers).
+    fn won_claim(&self, slot: usize, name: &[u8], crc: u32) -> bool {
+        let mut claiming: Vec<(usize, u64, u64)> = Vec::new();
+        loop {
+            let mut wait = false;
+            for other in (0..SUB_SLOT_COUNT).filter(|other| *other != slot) {
+                let word = self
+                    .slot_word(other, SUB_STATE_OFFSET)
+                    .load(Ordering::SeqCst);
+                if format::sub_name_crc(word) != crc {
+                    continue;
+                }
+                match state_of(word) {
+                    SUB_STATE_ACTIVE if self.slot_name(other, word).as_deref() == Some(name) => {
+                        return false;
+                    }
+                    SUB_STATE_CLAIMING if other < slot => return false,
+                    SUB_STATE_CLAIMING => {
+                        wait = true;
+                        self.reclaim_if_stuck(other, word, &mut claiming);
+                    }
+                    _ => {}
+                }
+            }
+            if !wait {
+                return true;
+            }
+            sync::yield_now();
+        }
     }
 
     fn set_mask_bit(&self, slot: usize) {
