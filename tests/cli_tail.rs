@@ -4,7 +4,8 @@
 //!   while idle sleeps (a second of waiting costs it at most a couple of scheduler
 //!   ticks of CPU time) until it is killed;
 //! - `tail --subscriber NAME` commits what it printed: a second run prints only the
-//!   entries pushed since, and the subscriber is listed by the library.
+//!   entries pushed since, and the subscriber is listed by the library;
+//! - `create --on-full block` makes a block-mode ring, which `info` reports.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -133,4 +134,26 @@ fn tail_with_a_subscriber_resumes_after_what_it_printed() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "audit");
     assert_eq!(listed[0].committed, ring.stats().write_pos);
+}
+
+#[test]
+fn create_on_full_block_makes_a_block_mode_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r");
+    let status = Command::cargo_bin("mmring")
+        .unwrap()
+        .args(["create", "--size", "64KiB", "--on-full", "block"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(Ring::open(&path).unwrap().on_full(), mmring::OnFull::Block);
+    let info = Command::cargo_bin("mmring")
+        .unwrap()
+        .args(["info", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(info.status.success());
+    assert!(String::from_utf8_lossy(&info.stdout).contains("\"on_full\":\"block\""));
 }
