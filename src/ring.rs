@@ -1002,6 +1002,14 @@ mod tests {
     }
 
     fn ring(region_len: u64, policy: Policy) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex))
+    }
+
+    fn ring_with_futex(
+        region_len: u64,
+        policy: Policy,
+        futex: Box<dyn Futex>,
+    ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
         let file_len = HEADER_LEN as u64 + region_len;
         let header = Header::new(file_len, 0, policy, 100, 0);
         let region = HeapRegion::new(file_len as usize);
@@ -1015,14 +1023,7 @@ mod tests {
             abandon_ms: 100,
         };
         (
-            RawRing::new(
-                region,
-                params,
-                1,
-                Box::new(clock),
-                Box::new(crate::wait::YieldFutex),
-            )
-            .unwrap(),
+            RawRing::new(region, params, 1, Box::new(clock), futex).unwrap(),
             wall,
             mono,
         )
@@ -1044,6 +1045,26 @@ mod tests {
         assert_eq!(pop(&ring), Some((b, b"second".to_vec())));
         assert_eq!(pop(&ring), None);
         assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn pushes_and_pops_make_no_wake_call_while_nobody_waits() {
+        let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let futex = Box::new(crate::wait::CountingFutex(wakes.clone()));
+        // Block mode: pops notify too (producers may wait for room).
+        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex);
+        let wake_calls = || wakes.load(std::sync::atomic::Ordering::Relaxed);
+        for i in 0..200u32 {
+            ring.push(&i.to_le_bytes(), 0).unwrap();
+            assert!(pop(&ring).is_some());
+        }
+        assert_eq!(wake_calls(), 0);
+        // A registered waiter (here a stale count): every push and pop wakes.
+        ring.waiting().waiters.store(1, Ordering::Relaxed);
+        ring.push(b"x", 0).unwrap();
+        assert_eq!(wake_calls(), 1);
+        assert!(pop(&ring).is_some());
+        assert_eq!(wake_calls(), 2);
     }
 
     #[test]

@@ -96,6 +96,9 @@ impl Futex for LoomFutex {
 pub(crate) struct YieldFutex;
 
 #[cfg(all(test, not(loom)))]
+pub(crate) use tests::CountingFutex;
+
+#[cfg(all(test, not(loom)))]
 impl Futex for YieldFutex {
     fn wait(&self, _word: &AtomicU32, _expected: u32, _timeout: Duration) {
         std::thread::yield_now();
@@ -177,5 +180,75 @@ impl Waiting<'_> {
                 return Ok(Some(found));
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts wake calls; sleeping returns at once.
+    #[derive(Default)]
+    pub(crate) struct CountingFutex(pub Arc<AtomicUsize>);
+
+    impl Futex for CountingFutex {
+        fn wait(&self, _word: &AtomicU32, _expected: u32, _timeout: Duration) {}
+
+        fn wake_all(&self, _word: &AtomicU32) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn notify_makes_no_wake_call_without_waiters() {
+        let (notify, waiters) = (AtomicU32::new(7), AtomicU32::new(0));
+        let futex = CountingFutex::default();
+        let waiting = Waiting {
+            notify: &notify,
+            waiters: &waiters,
+            futex: &futex,
+        };
+        waiting.notify();
+        assert_eq!(futex.0.load(Ordering::Relaxed), 0);
+        assert_eq!(notify.load(Ordering::Relaxed), 7, "the word is left alone");
+        waiters.store(1, Ordering::Relaxed);
+        waiting.notify();
+        assert_eq!(futex.0.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            notify.load(Ordering::Relaxed),
+            8,
+            "the word moved before the wake"
+        );
+    }
+
+    #[test]
+    fn until_deregisters_whatever_the_outcome() {
+        let (notify, waiters) = (AtomicU32::new(0), AtomicU32::new(3));
+        let futex = CountingFutex::default();
+        let waiting = Waiting {
+            notify: &notify,
+            waiters: &waiters,
+            futex: &futex,
+        };
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert_eq!(
+            waiting.until(deadline.into(), || Ok(None::<u8>)).unwrap(),
+            None
+        );
+        let mut tries = 0;
+        let found = waiting.until(None, || {
+            tries += 1;
+            Ok((tries == 50).then_some(tries))
+        });
+        assert_eq!(found.unwrap(), Some(50));
+        let failed = waiting.until(None, || Err::<Option<u8>, _>(crate::Error::Full));
+        assert!(matches!(failed, Err(crate::Error::Full)));
+        assert_eq!(
+            waiters.load(Ordering::Relaxed),
+            3,
+            "registrations are undone"
+        );
     }
 }
