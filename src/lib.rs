@@ -405,6 +405,18 @@ mod api {
 
         /// A [`Follower`]: reads entries from the oldest live one on, without
         /// removing them and without writing to the file.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.push(b"seen by all")?;
+        /// let (mut a, mut b) = (ring.follow(), ring.follow());
+        /// assert_eq!(a.next()?.unwrap().data(), b.next()?.unwrap().data());
+        /// assert_eq!(ring.len(), 1);
+        /// # Ok(()) }
+        /// ```
         pub fn follow(&self) -> Follower<'_> {
             let start = self.raw.positions().map_or(0, |(read, _)| read);
             Follower::new(self, start)

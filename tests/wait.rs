@@ -9,7 +9,10 @@
 //! - a block-mode push waits while the ring is full and returns once a consumer in
 //!   another process pops; `push_timeout` gives `Error::Timeout` and pushes nothing;
 //! - a waiter killed while asleep leaves only a stale waiter count: pushes and pops
-//!   work, and a new sleeper is woken by the next push.
+//!   work, and a new sleeper is woken by the next push;
+//! - with producer threads blocked on a tiny block-mode ring and consumers blocked
+//!   on it empty, in turns, every entry is delivered exactly once, intact, and in
+//!   each producer's order.
 
 mod common;
 
@@ -281,4 +284,82 @@ fn waiter_killed_while_asleep_leaves_nothing_that_blocks_others() {
         1,
         "only the dead waiter's registration is left"
     );
+}
+
+#[test]
+fn block_mode_producers_and_blocked_consumers_deliver_everything_once_in_order() {
+    const PRODUCERS: u32 = 3;
+    const PER_PRODUCER: u64 = 3000;
+    const CONSUMERS: u64 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Block)
+        .create(dir.path().join("r"))
+        .unwrap();
+    let watch = common::Watch::new(Duration::from_secs(60));
+    let received: Vec<Vec<common::Received>> = std::thread::scope(|s| {
+        let consumers: Vec<_> = (0..CONSUMERS)
+            .map(|consumer| {
+                let (ring, watch) = (&ring, &watch);
+                s.spawn(move || {
+                    let _guard = watch.guard();
+                    let mut got = Vec::new();
+                    loop {
+                        let Some(entry) = ring.pop_timeout(Duration::from_millis(200)).unwrap()
+                        else {
+                            watch.check(|| format!("consumer {consumer}: entries"));
+                            continue;
+                        };
+                        let (producer, seq) = common::decode(entry.data()).unwrap();
+                        if producer == common::STOP_PRODUCER {
+                            return got;
+                        }
+                        got.push(common::Received {
+                            id: entry.id(),
+                            producer,
+                            seq,
+                        });
+                    }
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|producer| {
+                let (ring, watch) = (&ring, &watch);
+                s.spawn(move || {
+                    let _guard = watch.guard();
+                    for seq in 0..PER_PRODUCER {
+                        let data = common::payload(producer, seq);
+                        loop {
+                            match ring.push_timeout(&data, Duration::from_millis(200)) {
+                                Ok(_) => break,
+                                Err(Error::Timeout { .. }) => {
+                                    watch.check(|| format!("producer {producer}: room"));
+                                }
+                                Err(e) => panic!("producer {producer}: {e}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        for consumer in 0..CONSUMERS {
+            ring.push(&common::stop_marker(consumer)).unwrap();
+        }
+        consumers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut seen = std::collections::HashSet::new();
+    for (consumer, got) in received.iter().enumerate() {
+        common::assert_consumer_order(&format!("consumer {consumer}"), got);
+        for entry in got {
+            assert!(seen.insert((entry.producer, entry.seq)), "{entry:?} twice");
+        }
+    }
+    assert_eq!(seen.len() as u64, u64::from(PRODUCERS) * PER_PRODUCER);
+    let stats = ring.stats();
+    assert_eq!((stats.evicted, stats.len), (0, 0), "{stats:?}");
 }
