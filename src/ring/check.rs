@@ -127,8 +127,10 @@ impl<R: Region> RawRing<R> {
         params: super::Params,
         pid: u32,
         clock: Box<dyn super::Clock>,
+        futex: Box<dyn crate::wait::Futex>,
     ) -> Self {
         RawRing {
+            futex,
             max_data: format::max_data_len(params.region_len),
             region,
             params,
@@ -560,7 +562,13 @@ mod tests {
             default_ttl_secs: 0,
             abandon_ms: 100,
         };
-        RawRing::for_check(region, params, 1, Box::new(FixedClock))
+        RawRing::for_check(
+            region,
+            params,
+            1,
+            Box::new(FixedClock),
+            Box::new(crate::wait::YieldFutex),
+        )
     }
 
     fn pop_all(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {

@@ -53,6 +53,11 @@ pub(crate) enum Command {
     /// Print entries without removing them, oldest first.
     #[command(after_help = "Example:\n  mmring peek -n 10 --format hex /dev/shm/jobs.ring")]
     Peek(PeekArgs),
+    /// Print entries without removing them; with -f, keep printing new ones.
+    #[command(
+        after_help = "Examples:\n  mmring tail -f /dev/shm/jobs.ring\n  mmring tail -f --subscriber audit /dev/shm/jobs.ring"
+    )]
+    Tail(crate::tail::TailArgs),
     /// Describe a ring: format, sizes, capacity, fill, policy and counters.
     #[command(
         after_help = "Examples:\n  mmring info /dev/shm/jobs.ring\n  mmring info --json /dev/shm/jobs.ring"
@@ -111,6 +116,8 @@ pub(crate) enum OnFullArg {
     Overwrite,
     /// Refuse the push (exit status 5).
     Reject,
+    /// Wait until consumers free room.
+    Block,
 }
 
 impl From<OnFullArg> for mmring::OnFull {
@@ -118,6 +125,7 @@ impl From<OnFullArg> for mmring::OnFull {
         match arg {
             OnFullArg::Overwrite => mmring::OnFull::Overwrite,
             OnFullArg::Reject => mmring::OnFull::Reject,
+            OnFullArg::Block => mmring::OnFull::Block,
         }
     }
 }

@@ -19,6 +19,7 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
     let capacity_bytes = ring.capacity_bytes();
     let on_full = match ring.on_full() {
         OnFull::Reject => "reject",
+        OnFull::Block => "block",
         _ => "overwrite",
     };
     let report = if args.json {

@@ -33,6 +33,8 @@ mod pop;
 #[cfg(not(loom))]
 mod push;
 #[cfg(not(loom))]
+mod tail;
+#[cfg(not(loom))]
 mod verify;
 
 use std::fmt;
@@ -294,6 +296,7 @@ fn main() -> ExitCode {
         cli::Command::Push(args) => push::run(&args),
         cli::Command::Pop(args) => pop::run(&args),
         cli::Command::Peek(args) => peek::run(&args),
+        cli::Command::Tail(args) => tail::run(&args),
         cli::Command::Info(args) => info::run(&args),
         cli::Command::Dump(args) => dump::run(&args),
         cli::Command::Verify(args) => verify::run(&args),
