@@ -249,12 +249,12 @@ impl<R: Region> RawRing<R> {
         let data_len = u32::try_from(data.len())
             .ok()
             .filter(|len| *len <= self.max_data)
-            .ok_or(Error::TooLarge {
+            .ok_or_else(|| Error::TooLarge {
                 len: data.len(),
                 max: self.max_data as usize,
             })?;
         let rec_len = format::record_len(data_len);
-        let data_crc = crc32c::crc32c(data);
+        let data_crc = crate::crc::crc32c(data);
         let write_time_ms = self.clock.wall_ms();
         loop {
             let (pos, pad) = self.reserve(rec_len)?;
@@ -502,7 +502,7 @@ impl<R: Region> RawRing<R> {
             if !self.advance_read(read, end) {
                 continue;
             }
-            if crc32c::crc32c(buf) != meta.data_crc {
+            if crate::crc::crc32c(buf) != meta.data_crc {
                 self.count(CORRUPT_OFFSET);
                 return Err(Error::corrupt(
                     (self.rec_off(read) + REC_HEADER_LEN) as u64,
@@ -841,7 +841,7 @@ impl<R: Region> RawRing<R> {
                 }
             };
             *cursor = pos + format::record_len(meta.data_len);
-            if crc32c::crc32c(buf) != meta.data_crc {
+            if crate::crc::crc32c(buf) != meta.data_crc {
                 return Err(Error::corrupt(
                     (self.rec_off(pos) + REC_HEADER_LEN) as u64,
                     format!("payload checksum mismatch in entry {}", meta.id),
