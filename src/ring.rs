@@ -305,7 +305,8 @@ impl<R: Region> RawRing<R> {
     /// `state`, first storing `claim_word` (the length readers need to skip us if we
     /// stall). False if a skipping reader poisoned the stamp first. DESIGN: Claiming.
     fn claim(&self, pos: u64, state: u64, claim_word: Option<u64>) -> bool {
-        let stamp = self.stamp_at(pos);
+        let off = self.rec_off(pos);
+        let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
         if format::stamp_state(stale, pos).is_some() {
             // Only a reader skipping our reservation writes a stamp for `pos` before we
@@ -314,8 +315,9 @@ impl<R: Region> RawRing<R> {
         }
         // A producer stopped for longer than the abandon timeout since it reserved may
         // find its range skipped and reused by a later lap: then these words belong to
-        // someone else, and it must write nothing (DESIGN: Stalls and abandonment).
-        if self.read_pos().load(Ordering::Acquire) > pos {
+        // someone else, and it must write nothing (DESIGN: Claiming, Stalls and
+        // abandonment).
+        if self.lapped(pos) {
             return false;
         }
         // SYNC(seqlock): the writer's half. Every store we make into the reservation
@@ -326,7 +328,8 @@ impl<R: Region> RawRing<R> {
         fence(Ordering::Release);
         if let Some(word) = claim_word {
             // Atomic, because a skipping reader may CAS this very word.
-            self.claim_at(pos).store(word, Ordering::Relaxed);
+            self.word(off + REC_CLAIM_OFFSET)
+                .store(word, Ordering::Relaxed);
         }
         let claimed = format::stamp(pos, state);
         let mut replaced = stale;
@@ -343,11 +346,21 @@ impl<R: Region> RawRing<R> {
         }
         // The same, for a stop between the check above and the CAS: the word we just
         // claimed belongs to a later lap. Put it back and reserve again.
-        if self.read_pos().load(Ordering::Acquire) > pos {
+        if self.lapped(pos) {
             let _ = stamp.compare_exchange(claimed, replaced, Ordering::AcqRel, Ordering::Relaxed);
             return false;
         }
         true
+    }
+
+    /// Whether the words of the record at `pos` may belong to a later lap: a
+    /// reservation has passed `pos + region_len`. Only producers move `write_pos`, so
+    /// for a producer this load is almost always a cache hit, unlike one of `read_pos`
+    /// (DESIGN: Claiming).
+    fn lapped(&self, pos: u64) -> bool {
+        // Acquire: after a claim CAS that read a later-lap value, this load sees the
+        // reservation of whoever wrote it (DESIGN: Claiming).
+        self.write_pos().load(Ordering::Acquire) > pos + self.params.region_len
     }
 
     /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
