@@ -90,10 +90,17 @@ pub(crate) struct RawRing<R> {
     cached_read: CachePadded<AtomicU64>,
     /// A recent `write_pos`, same reasoning for consumers.
     cached_write: CachePadded<AtomicU64>,
+    /// The stuck head this handle is timing. Padded: consumers write it while they
+    /// wait for a producer, which reads the fields above on every push.
+    stall: CachePadded<Stall>,
+}
+
+/// A head a handle saw stuck, and since when.
+struct Stall {
     /// Position + 1 of a head this handle saw stuck, 0 for none.
-    stall_pos: AtomicU64,
-    /// When `stall_pos` was first seen stuck (monotonic ms).
-    stall_since: AtomicU64,
+    pos: AtomicU64,
+    /// When `pos` was first seen stuck (monotonic ms).
+    since: AtomicU64,
 }
 
 impl<R: Region> RawRing<R> {
@@ -109,8 +116,10 @@ impl<R: Region> RawRing<R> {
             clock,
             cached_read: CachePadded::new(AtomicU64::new(0)),
             cached_write: CachePadded::new(AtomicU64::new(0)),
-            stall_pos: AtomicU64::new(0),
-            stall_since: AtomicU64::new(0),
+            stall: CachePadded::new(Stall {
+                pos: AtomicU64::new(0),
+                since: AtomicU64::new(0),
+            }),
         };
         let (read, write) = ring.positions()?;
         ring.cached_read.store(read, Ordering::Release);
@@ -227,7 +236,7 @@ impl<R: Region> RawRing<R> {
             return true;
         }
         let write = self.write_pos().load(Ordering::Acquire);
-        self.cached_write.fetch_max(write, Ordering::AcqRel);
+        raise_cache(&self.cached_write, write);
         end <= write
     }
 
@@ -287,7 +296,7 @@ impl<R: Region> RawRing<R> {
             // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
             // the timeout; then the record was skipped and we push again.
             if self
-                .stamp_at(pos)
+                .word(off)
                 .compare_exchange(
                     format::stamp(pos, STATE_CLAIMED),
                     format::stamp(pos, STATE_COMMITTED),
@@ -380,7 +389,7 @@ impl<R: Region> RawRing<R> {
             if end > self.cached_read.load(Ordering::Acquire) + region_len {
                 // Refresh; positions() also validates the invariant.
                 let (read, fresh_write) = self.positions()?;
-                self.cached_read.fetch_max(read, Ordering::AcqRel);
+                raise_cache(&self.cached_read, read);
                 if fresh_write != write {
                     continue;
                 }
@@ -463,8 +472,10 @@ impl<R: Region> RawRing<R> {
         loop {
             let read = self.read_pos().load(Ordering::Acquire);
             self.check_pos(read, READ_POS_OFFSET)?;
+            // One division per attempt: the offset serves the stamp, header and payload.
+            let off = self.rec_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
-            let stamp = self.stamp_at(read).load(Ordering::Acquire);
+            let stamp = self.word(off).load(Ordering::Acquire);
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
@@ -478,7 +489,7 @@ impl<R: Region> RawRing<R> {
                     Head::Stuck => return Ok(None),
                 }
             }
-            let meta = match self.read_meta(read) {
+            let meta = match self.read_meta_at(read, off) {
                 Ok(meta) => meta,
                 Err((field, what)) => {
                     if !self.head_unchanged(read, stamp) {
@@ -505,9 +516,8 @@ impl<R: Region> RawRing<R> {
                     _ => continue,
                 }
             }
-            buf.clear();
-            buf.resize(meta.data_len as usize, 0);
-            self.region.read(self.rec_off(read) + REC_HEADER_LEN, buf);
+            fit(buf, meta.data_len);
+            self.region.read(off + REC_HEADER_LEN, buf);
             #[cfg(feature = "crash-points")]
             crate::crash::point("pop-before-advance");
             // The copy is consistent iff nobody freed the record while we copied, which
@@ -537,14 +547,21 @@ impl<R: Region> RawRing<R> {
     /// Copies and validates the header of the record at `pos`. A stamp in the last
     /// bytes of the region, where no header fits, can only come from damage.
     fn read_meta(&self, pos: u64) -> Result<RecordMeta, (usize, String)> {
-        if !self.fits_in_lap(pos, REC_HEADER_LEN as u64) {
+        self.read_meta_at(pos, self.rec_off(pos))
+    }
+
+    /// `read_meta` for a caller that has computed `off = rec_off(pos)` already.
+    fn read_meta_at(&self, pos: u64, off: usize) -> Result<RecordMeta, (usize, String)> {
+        debug_assert_eq!(off, self.rec_off(pos));
+        // Same as fits_in_lap(pos, REC_HEADER_LEN), without a second division.
+        if off - HEADER_LEN + REC_HEADER_LEN > self.params.region_len as usize {
             return Err((
                 format::REC_STAMP_OFFSET,
                 "a record stamp where no record header fits (a damaged stamp)".into(),
             ));
         }
         let mut header: RecordHeaderBytes = [0u8; REC_HEADER_LEN];
-        self.region.read(self.rec_off(pos), &mut header);
+        self.region.read(off, &mut header);
         RecordMeta::from_bytes(pos, &header, self.params.region_len)
     }
 
@@ -645,12 +662,12 @@ impl<R: Region> RawRing<R> {
         let now = self.clock.mono_ms();
         // Races between this handle's threads only restart the clock. Release/Acquire:
         // a thread that sees the new stall_pos also sees its stall_since.
-        if self.stall_pos.load(Ordering::Acquire) != read + 1 {
-            self.stall_since.store(now, Ordering::Relaxed);
-            self.stall_pos.store(read + 1, Ordering::Release);
+        if self.stall.pos.load(Ordering::Acquire) != read + 1 {
+            self.stall.since.store(now, Ordering::Relaxed);
+            self.stall.pos.store(read + 1, Ordering::Release);
             return false;
         }
-        now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
+        now.saturating_sub(self.stall.since.load(Ordering::Relaxed))
             >= u64::from(self.params.abandon_ms)
     }
 
@@ -833,8 +850,7 @@ impl<R: Region> RawRing<R> {
             }
             let parsed = self.read_meta(pos);
             if let Ok(meta) = &parsed {
-                buf.clear();
-                buf.resize(meta.data_len as usize, 0);
+                fit(buf, meta.data_len);
                 self.region.read(self.rec_off(pos) + REC_HEADER_LEN, buf);
             }
             // SYNC(seqlock): the copy is valid iff the record was not freed (and so not
@@ -917,6 +933,28 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn capacity(&self) -> u64 {
         self.params.region_len / REC_HEADER_LEN as u64
     }
+}
+
+/// Raises a cached position to `pos`, a value just loaded from the file. A plain store
+/// rather than `fetch_max`: the consumer refreshes its cache on almost every pop of a
+/// ring it keeps up with, and a locked read-modify-write there cost more than the rare
+/// race it avoids. Two threads of a handle racing here may leave the smaller of their
+/// values, which is still a position that was current: a cached position may be stale
+/// (too small), never ahead, which is all its users assume. Release: a thread that
+/// uses the cached value inherits the synchronization of the Acquire load that read it
+/// (SYNC(free) for `cached_read`).
+fn raise_cache(cache: &AtomicU64, pos: u64) {
+    if cache.load(Ordering::Relaxed) < pos {
+        cache.store(pos, Ordering::Release);
+    }
+}
+
+/// Makes `buf` exactly `len` bytes long for a copy that overwrites all of it, without
+/// zeroing bytes that are there already (a reused buffer is usually long enough).
+fn fit(buf: &mut Vec<u8>, len: u32) {
+    let len = len as usize;
+    buf.truncate(len);
+    buf.resize(len, 0);
 }
 
 #[cfg(test)]
