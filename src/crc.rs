@@ -62,7 +62,11 @@ mod tests {
         for start in 0..8 {
             for len in 0..=LONG + 40 {
                 let data = &bytes[start..start + len];
-                assert_eq!(crc32c(data), crc32c::crc32c(data), "start {start} len {len}");
+                assert_eq!(
+                    crc32c(data),
+                    crc32c::crc32c(data),
+                    "start {start} len {len}"
+                );
                 assert_eq!(
                     crc32c_append(0xdead_beef, data),
                     crc32c::crc32c_append(0xdead_beef, data),

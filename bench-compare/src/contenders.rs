@@ -8,12 +8,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use mmring::{OnFull, Options, Ring};
 
-use crate::{Backoff, Config, Contender, Sample, Scenario, procs};
+use crate::{Backoff, Config, Contender, Sample, Scenario, Timer, procs};
 
 /// Ring file size of the throughput scenarios (header included).
 pub const RING_SIZE: u64 = (1 << 20) + 4096;
@@ -142,10 +141,6 @@ fn seq_of(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
-fn ns_per(n: usize, started: Instant) -> Sample {
-    Sample::NsPerEntry(started.elapsed().as_nanos() as f64 / n as f64)
-}
-
 /// Pushes `data` into a reject-mode ring, waiting while it is full.
 pub fn push_waiting(ring: &Ring, data: &[u8]) {
     let mut backoff = Backoff::new();
@@ -173,7 +168,7 @@ pub fn pop_waiting(ring: &Ring, buf: &mut Vec<u8>) {
 
 pub fn spsc_mmring<const N: usize>(config: &Config, n: usize, size: u64) -> Sample {
     let ring = fresh_ring(config, "spsc.ring", size);
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut buf = Vec::with_capacity(N);
@@ -188,12 +183,12 @@ pub fn spsc_mmring<const N: usize>(config: &Config, n: usize, size: u64) -> Samp
             push_waiting(&ring, &data);
         }
     });
-    ns_per(n, started)
+    timer.per_entry(n)
 }
 
 fn spsc_array_queue<const N: usize>(n: usize) -> Sample {
     let queue = ArrayQueue::<[u8; N]>::new(capacity(RING_SIZE, N));
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut backoff = Backoff::new();
@@ -218,12 +213,12 @@ fn spsc_array_queue<const N: usize>(n: usize) -> Sample {
             backoff.reset();
         }
     });
-    ns_per(n, started)
+    timer.per_entry(n)
 }
 
 fn spsc_rtrb<const N: usize>(n: usize) -> Sample {
     let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(capacity(RING_SIZE, N));
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         s.spawn(move || {
             let mut backoff = Backoff::new();
@@ -248,12 +243,12 @@ fn spsc_rtrb<const N: usize>(n: usize) -> Sample {
             backoff.reset();
         }
     });
-    ns_per(n, started)
+    timer.per_entry(n)
 }
 
 fn spsc_sync_channel<const N: usize>(n: usize) -> Sample {
     let (tx, rx) = sync_channel::<[u8; N]>(capacity(RING_SIZE, N));
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         s.spawn(move || {
             for i in 0..n as u64 {
@@ -265,7 +260,7 @@ fn spsc_sync_channel<const N: usize>(n: usize) -> Sample {
             tx.send(entry::<N>(i)).expect("receiver alive");
         }
     });
-    ns_per(n, started)
+    timer.per_entry(n)
 }
 
 /// Two producers push `n / 2` entries each; two consumers pop until `n` arrived.
@@ -274,7 +269,7 @@ fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
     let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
     let popped = AtomicUsize::new(0);
     let per_producer = n / 2;
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
@@ -304,7 +299,7 @@ fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
             });
         }
     });
-    ns_per(2 * per_producer, started)
+    timer.per_entry(2 * per_producer)
 }
 
 fn check_order(last: &mut [Option<u64>; 2], tagged: u64) {
@@ -322,7 +317,7 @@ fn mpmc_array_queue<const N: usize>(n: usize) -> Sample {
     let queue = ArrayQueue::<[u8; N]>::new(capacity(RING_SIZE, N));
     let popped = AtomicUsize::new(0);
     let per_producer = n / 2;
-    let started = Instant::now();
+    let timer = Timer::start();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
@@ -355,7 +350,7 @@ fn mpmc_array_queue<const N: usize>(n: usize) -> Sample {
             });
         }
     });
-    ns_per(2 * per_producer, started)
+    timer.per_entry(2 * per_producer)
 }
 
 /// The physical reference for large entries: one thread copying `N` bytes from one
@@ -363,20 +358,20 @@ fn mpmc_array_queue<const N: usize>(n: usize) -> Sample {
 fn memcpy<const N: usize>(n: usize) -> Sample {
     let src = vec![7u8; N];
     let mut dst = vec![0u8; N];
-    let started = Instant::now();
+    let timer = Timer::start();
     for i in 0..n {
         dst.copy_from_slice(std::hint::black_box(&src));
         dst[i % N] ^= 1;
         std::hint::black_box(&mut dst);
     }
-    ns_per(n, started)
+    timer.per_entry(n)
 }
 
 /// In-process SPSC throughput of every contender at entry size `N`, in ns per entry:
 /// `(mmring, ArrayQueue, rtrb)`, for the plot.
 pub fn sweep_point<const N: usize>(config: &Config, n: usize) -> [f64; 3] {
     let get = |s: Sample| match s {
-        Sample::NsPerEntry(ns) => ns,
+        Sample::NsPerEntry(ns, _) => ns,
         Sample::RoundTrip { .. } => unreachable!(),
     };
     let size = RING_SIZE.max(4096 + 2 * Ring::entry_footprint(N) * 8);

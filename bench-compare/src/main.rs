@@ -22,8 +22,10 @@ use std::time::Duration;
 /// How one contender did in one round.
 #[derive(Clone, Copy, Debug)]
 pub enum Sample {
-    /// Nanoseconds per entry moved from producer to consumer.
-    NsPerEntry(f64),
+    /// Nanoseconds of wall-clock time per entry moved from producer to consumer, and
+    /// of this process's CPU time (all threads, spinning included) when it did all
+    /// the work.
+    NsPerEntry(f64, Option<f64>),
     /// Round-trip latency percentiles in nanoseconds.
     RoundTrip { p50: f64, p99: f64 },
 }
@@ -71,7 +73,7 @@ fn usage() -> ! {
          \x20 --quick        one tiny round of every scenario (a smoke test)\n\
          \x20 --rounds N     rounds per scenario (default 7)\n\
          \x20 --dir DIR      where ring files and sockets go (default: a temporary directory)\n\
-         \x20 --only S       only scenarios whose name contains S\n\
+         \x20 --only S       only scenarios whose name starts with S\n\
          \x20 --plot F       also measure throughput by entry size and write an SVG chart to F\n\
          \x20 --hot-loop N SIZE  only push + pop_into N entries of SIZE bytes on one thread\n\
          \x20                    (for instruction counts under valgrind; see docs/BENCHMARKS.md)"
@@ -130,15 +132,15 @@ fn main() {
     let started = std::time::Instant::now();
     let scenarios: Vec<Scenario> = contenders::scenarios()
         .into_iter()
-        .filter(|s| only.as_ref().is_none_or(|o| s.name.contains(o.as_str())))
+        .filter(|s| only.as_ref().is_none_or(|o| s.name.starts_with(o.as_str())))
         .collect();
     println!(
         "mmring peer comparison: {} round(s), interleaved; median, spread = (max - min) / median",
         config.rounds
     );
     println!();
-    println!("| scenario | contender | median | spread | mmring / this |");
-    println!("|---|---|---:|---:|---:|");
+    println!("| scenario | contender | median | spread | mmring / this | CPU per entry |");
+    println!("|---|---|---:|---:|---:|---:|");
     for scenario in &scenarios {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenario.contenders.len()];
         for _ in 0..config.rounds {
@@ -200,14 +202,14 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
     let mut cells = Vec::new();
     for s in samples {
         match s[0] {
-            Sample::NsPerEntry(_) => {
-                let mut ns: Vec<f64> = s
+            Sample::NsPerEntry(..) => {
+                let (mut ns, cpu): (Vec<f64>, Vec<Option<f64>>) = s
                     .iter()
                     .map(|x| match x {
-                        Sample::NsPerEntry(v) => *v,
+                        Sample::NsPerEntry(wall, cpu) => (*wall, *cpu),
                         Sample::RoundTrip { .. } => unreachable!(),
                     })
-                    .collect();
+                    .unzip();
                 let med = median(&mut ns);
                 let spr = spread(&ns, med);
                 let text = if scenario.entry_len >= 4096 {
@@ -215,15 +217,19 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
                 } else {
                     format!("{:.2} M/s ({med:.1} ns)", 1e3 / med)
                 };
+                let cpu = match cpu.iter().copied().collect::<Option<Vec<f64>>>() {
+                    Some(mut cpu) => format!("{:.1} ns", median(&mut cpu)),
+                    None => "—".to_string(),
+                };
                 speed.push(1.0 / med);
-                cells.push((text, spr));
+                cells.push((text, spr, cpu));
             }
             Sample::RoundTrip { .. } => {
                 let (mut p50, mut p99): (Vec<f64>, Vec<f64>) = s
                     .iter()
                     .map(|x| match x {
                         Sample::RoundTrip { p50, p99 } => (*p50, *p99),
-                        Sample::NsPerEntry(_) => unreachable!(),
+                        Sample::NsPerEntry(..) => unreachable!(),
                     })
                     .unzip();
                 let m50 = median(&mut p50);
@@ -232,19 +238,20 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
                 cells.push((
                     format!("p50 {} / p99 {}", fmt_ns(m50), fmt_ns(m99)),
                     spread(&p50, m50),
+                    "—".to_string(),
                 ));
             }
         }
     }
-    for (i, (c, (text, spr))) in scenario.contenders.iter().zip(cells).enumerate() {
+    for (i, (c, (text, spr, cpu))) in scenario.contenders.iter().zip(cells).enumerate() {
         let ratio = if i == 0 {
             "—".to_string()
         } else {
             format!("{:.2}×", speed[0] / speed[i])
         };
         println!(
-            "| {} | {} | {} | {:.0}% | {} |",
-            scenario.name, c.name, text, spr, ratio
+            "| {} | {} | {} | {:.0}% | {} | {} |",
+            scenario.name, c.name, text, spr, ratio, cpu
         );
     }
 }
@@ -254,6 +261,38 @@ fn fmt_ns(ns: f64) -> String {
         format!("{:.1} µs", ns / 1000.0)
     } else {
         format!("{ns:.0} ns")
+    }
+}
+
+/// Wall-clock and process CPU time since a start.
+pub struct Timer {
+    wall: std::time::Instant,
+    cpu: Duration,
+}
+
+fn process_cpu() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Timer {
+    pub fn start() -> Timer {
+        Timer {
+            cpu: process_cpu(),
+            wall: std::time::Instant::now(),
+        }
+    }
+
+    /// Time per entry for `n` entries moved, all of them by this process's threads.
+    pub fn per_entry(&self, n: usize) -> Sample {
+        let wall = self.wall.elapsed().as_nanos() as f64 / n as f64;
+        let cpu = (process_cpu() - self.cpu).as_nanos() as f64 / n as f64;
+        Sample::NsPerEntry(wall, Some(cpu))
+    }
+
+    /// Wall-clock time per entry when another process did part of the work.
+    pub fn wall_per_entry(&self, n: usize) -> Sample {
+        Sample::NsPerEntry(self.wall.elapsed().as_nanos() as f64 / n as f64, None)
     }
 }
 

@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use mmring::Ring;
 
 use crate::contenders::{RING_SIZE, fresh_ring, pop_waiting, push_waiting};
-use crate::{Backoff, Config, Sample};
+use crate::{Backoff, Config, Sample, Timer};
 
 /// Payload of the cross-process scenarios.
 const MSG: usize = 64;
@@ -131,12 +131,12 @@ pub fn stream_mmring(config: &Config, n: usize) -> Sample {
     let path = ring.path().to_str().expect("UTF-8 path").to_string();
     let (child, mut out) = spawn(&["mmring-sink", &path, &n.to_string()], Stdio::null());
     expect_line(&mut out, "ready");
-    let started = Instant::now();
+    let timer = Timer::start();
     for i in 0..n as u64 {
         push_waiting(&ring, &message(i));
     }
     expect_line(&mut out, "done");
-    let sample = Sample::NsPerEntry(started.elapsed().as_nanos() as f64 / n as f64);
+    let sample = timer.wall_per_entry(n);
     finish(child);
     sample
 }
@@ -150,12 +150,12 @@ pub fn stream_socket(config: &Config, n: usize) -> Sample {
     let (child, mut out) = spawn(&["socket-sink", p, &n.to_string()], Stdio::null());
     let (mut stream, _) = listener.accept().expect("accept");
     expect_line(&mut out, "ready");
-    let started = Instant::now();
+    let timer = Timer::start();
     for i in 0..n as u64 {
         stream.write_all(&message(i)).expect("write");
     }
     expect_line(&mut out, "done");
-    let sample = Sample::NsPerEntry(started.elapsed().as_nanos() as f64 / n as f64);
+    let sample = timer.wall_per_entry(n);
     finish(child);
     sample
 }
@@ -165,12 +165,12 @@ pub fn stream_pipe(_config: &Config, n: usize) -> Sample {
     let (mut child, mut out) = spawn(&["pipe-sink", &n.to_string()], Stdio::piped());
     let mut stdin = child.stdin.take().expect("piped stdin");
     expect_line(&mut out, "ready");
-    let started = Instant::now();
+    let timer = Timer::start();
     for i in 0..n as u64 {
         stdin.write_all(&message(i)).expect("write");
     }
     expect_line(&mut out, "done");
-    let sample = Sample::NsPerEntry(started.elapsed().as_nanos() as f64 / n as f64);
+    let sample = timer.wall_per_entry(n);
     drop(stdin);
     finish(child);
     sample
