@@ -61,7 +61,7 @@ fn svg(gbps: &[[f64; SIZES.len()]; 3]) -> String {
         .max(0.001);
     let (y_lo, y_hi) = (min.log10().floor(), max.log10().ceil());
     let x = |i: usize| left + plot_w * i as f64 / (SIZES.len() - 1) as f64;
-    let y = |v: f64| top + plot_h * (1.0 - (v.max(min).log10() - y_lo) / (y_hi - y_lo));
+    let y = |v: f64| top + plot_h * (1.0 - (v.log10() - y_lo) / (y_hi - y_lo));
     let mut s = String::new();
     let _ = writeln!(
         s,
