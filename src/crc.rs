@@ -8,8 +8,8 @@
 //! straight loop of the instruction, 8 bytes per step, when the CPU has SSE4.2
 //! (checked at run time, cached by std), and defers to the crate otherwise.
 //!
-//! The two `unsafe` blocks call `#[target_feature]` functions after the run-time
-//! check that makes them sound.
+//! The `unsafe` here is the SSE4.2 instruction: two `#[target_feature]` functions,
+//! called only after the run-time check that makes them sound.
 
 /// Inputs of at least this many bytes go to the `crc32c` crate's interleaved loop.
 const LONG: usize = 256;
@@ -23,8 +23,8 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 pub(crate) fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if data.len() < LONG && std::arch::is_x86_feature_detected!("sse4.2") {
-        // SAFETY: `short_sse42` only requires SSE4.2, which the CPU was just
-        // found to support.
+        // SAFETY: `short_sse42` only requires SSE4.2, which the CPU was just found to
+        // support.
         return unsafe { short_sse42(crc, data) };
     }
     crc32c::crc32c_append(crc, data)
@@ -48,33 +48,48 @@ pub(crate) fn crc32c_meta(words: [u64; 6], tail: u32) -> u32 {
     crc32c::crc32c(&bytes)
 }
 
+/// `crc32c_meta` with the SSE4.2 instruction.
+///
+/// # Safety
+/// The CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+#[allow(unused_unsafe)]
+unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     let mut state = u64::from(!0u32);
     for word in words {
-        state = _mm_crc32_u64(state, word);
+        // SAFETY: SSE4.2 is enabled for this function; the caller checked the CPU.
+        state = unsafe { _mm_crc32_u64(state, word) };
     }
     // The instruction keeps the 32-bit state in the low half.
-    !_mm_crc32_u32(state as u32, tail)
+    // SAFETY: as above.
+    !unsafe { _mm_crc32_u32(state as u32, tail) }
 }
 
 /// CRC32C with one `crc32` instruction per 8 bytes, then one per remaining byte.
+///
+/// # Safety
+/// The CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn short_sse42(crc: u32, data: &[u8]) -> u32 {
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+#[allow(unused_unsafe)]
+unsafe fn short_sse42(crc: u32, data: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
     let mut state = u64::from(!crc);
     let mut words = data.chunks_exact(8);
     for word in &mut words {
         let word: [u8; 8] = word.try_into().unwrap_or_default();
-        state = _mm_crc32_u64(state, u64::from_le_bytes(word));
+        // SAFETY: SSE4.2 is enabled for this function; the caller checked the CPU.
+        state = unsafe { _mm_crc32_u64(state, u64::from_le_bytes(word)) };
     }
     // The instruction keeps the 32-bit state in the low half.
     let mut state = state as u32;
     for &byte in words.remainder() {
-        state = _mm_crc32_u8(state, byte);
+        // SAFETY: as above.
+        state = unsafe { _mm_crc32_u8(state, byte) };
     }
     !state
 }

@@ -258,7 +258,7 @@ impl<R: Region> RawRing<R> {
         let data_len = u32::try_from(data.len())
             .ok()
             .filter(|len| *len <= self.max_data)
-            .ok_or_else(|| Error::TooLarge {
+            .ok_or(Error::TooLarge {
                 len: data.len(),
                 max: self.max_data as usize,
             })?;
