@@ -372,7 +372,7 @@ impl Header {
         b[ON_FULL_OFFSET..][..4].copy_from_slice(&policy.to_le_bytes());
         b[ABANDON_MS_OFFSET..][..4].copy_from_slice(&self.abandon_ms.to_le_bytes());
         b[CREATED_OFFSET..][..8].copy_from_slice(&self.created_ms.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..HEADER_CRC_OFFSET]);
+        let crc = crate::crc::crc32c(&b[..HEADER_CRC_OFFSET]);
         b[HEADER_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -400,7 +400,7 @@ impl Header {
             what,
         };
         let stored_crc = u32_at(bytes, HEADER_CRC_OFFSET);
-        let crc = crc32c::crc32c(&bytes[..HEADER_CRC_OFFSET]);
+        let crc = crate::crc::crc32c(&bytes[..HEADER_CRC_OFFSET]);
         // Prevents trusting any field of a damaged header.
         if stored_crc != crc {
             return Err(corrupt(
@@ -522,9 +522,17 @@ pub(crate) type RecordHeaderBytes = [u8; REC_HEADER_LEN];
 /// metadata to the place it was written, so a stale header from an earlier lap never
 /// validates.
 pub(crate) fn meta_crc(pos: u64, rec: &RecordHeaderBytes) -> u32 {
-    let crc = crc32c::crc32c(&pos.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &rec[REC_CLAIM_OFFSET..REC_META_CRC_OFFSET]);
-    crc32c::crc32c_append(crc, &rec[REC_VERSION_OFFSET..REC_HEADER_LEN])
+    // The 52 bytes as six words and a tail, so the checksum is straight-line code.
+    const _: () = assert!(REC_HEADER_LEN - REC_VERSION_OFFSET == 4 * 8 + 4);
+    let words = [
+        pos,
+        u64_at(rec, REC_CLAIM_OFFSET),
+        u64_at(rec, REC_VERSION_OFFSET),
+        u64_at(rec, REC_VERSION_OFFSET + 8),
+        u64_at(rec, REC_VERSION_OFFSET + 16),
+        u64_at(rec, REC_VERSION_OFFSET + 24),
+    ];
+    crate::crc::crc32c_meta(words, u32_at(rec, REC_VERSION_OFFSET + 32))
 }
 
 impl RecordMeta {

@@ -91,7 +91,7 @@ fn checker(region: MmapRegion, header: &Header) -> RawRing<MmapRegion> {
         default_ttl_secs: header.default_ttl_secs,
         abandon_ms: header.abandon_ms,
     };
-    RawRing::for_check(
+    RawRing::unvalidated(
         region,
         params,
         std::process::id(),

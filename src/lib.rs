@@ -56,6 +56,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("mmring targets Linux (x86_64 and aarch64)");
 
+mod crc;
 mod error;
 mod format;
 #[cfg(test)]

@@ -97,10 +97,17 @@ pub(crate) struct RawRing<R> {
     cached_read: CachePadded<AtomicU64>,
     /// A recent `write_pos`, same reasoning for consumers.
     cached_write: CachePadded<AtomicU64>,
+    /// The stuck head this handle is timing. Padded: consumers write it while they
+    /// wait for a producer, which reads the fields above on every push.
+    stall: CachePadded<Stall>,
+}
+
+/// A head a handle saw stuck, and since when.
+struct Stall {
     /// Position + 1 of a head this handle saw stuck, 0 for none.
-    stall_pos: AtomicU64,
-    /// When `stall_pos` was first seen stuck (monotonic ms).
-    stall_since: AtomicU64,
+    pos: AtomicU64,
+    /// When `pos` was first seen stuck (monotonic ms).
+    since: AtomicU64,
 }
 
 impl<R: Region> RawRing<R> {
@@ -113,8 +120,24 @@ impl<R: Region> RawRing<R> {
         clock: Box<dyn Clock>,
         futex: Box<dyn Futex>,
     ) -> Result<Self> {
+        let ring = RawRing::unvalidated(region, params, pid, clock, futex);
+        let (read, write) = ring.positions()?;
+        ring.cached_read.store(read, Ordering::Release);
+        ring.cached_write.store(write, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// A handle whose positions have not been validated (`new` does, the offline
+    /// checker settles them itself).
+    pub(crate) fn unvalidated(
+        region: R,
+        params: Params,
+        pid: u32,
+        clock: Box<dyn Clock>,
+        futex: Box<dyn Futex>,
+    ) -> Self {
         debug_assert_eq!(region.len() as u64, HEADER_LEN as u64 + params.region_len);
-        let ring = RawRing {
+        RawRing {
             max_data: format::max_data_len(params.region_len),
             region,
             params,
@@ -123,13 +146,11 @@ impl<R: Region> RawRing<R> {
             futex,
             cached_read: CachePadded::new(AtomicU64::new(0)),
             cached_write: CachePadded::new(AtomicU64::new(0)),
-            stall_pos: AtomicU64::new(0),
-            stall_since: AtomicU64::new(0),
-        };
-        let (read, write) = ring.positions()?;
-        ring.cached_read.store(read, Ordering::Release);
-        ring.cached_write.store(write, Ordering::Release);
-        Ok(ring)
+            stall: CachePadded::new(Stall {
+                pos: AtomicU64::new(0),
+                since: AtomicU64::new(0),
+            }),
+        }
     }
 
     pub(crate) fn region(&self) -> &R {
@@ -260,7 +281,7 @@ impl<R: Region> RawRing<R> {
             return true;
         }
         let write = self.write_pos().load(Ordering::Acquire);
-        self.cached_write.fetch_max(write, Ordering::AcqRel);
+        raise_cache(&self.cached_write, write);
         end <= write
     }
 
@@ -290,15 +311,19 @@ impl<R: Region> RawRing<R> {
 
     /// Appends a record with `data` and returns its ID. DESIGN: Push.
     pub(crate) fn push(&self, data: &[u8], ttl_secs: u32) -> Result<u64> {
-        let data_len = u32::try_from(data.len())
+        // The error is built only when it is returned: building it eagerly and dropping
+        // it cost some 25 instructions per push.
+        let Some(data_len) = u32::try_from(data.len())
             .ok()
             .filter(|len| *len <= self.max_data)
-            .ok_or(Error::TooLarge {
+        else {
+            return Err(Error::TooLarge {
                 len: data.len(),
                 max: self.max_data as usize,
-            })?;
+            });
+        };
         let rec_len = format::record_len(data_len);
-        let data_crc = crc32c::crc32c(data);
+        let data_crc = crate::crc::crc32c(data);
         let write_time_ms = self.clock.wall_ms();
         loop {
             let (pos, pad) = self.reserve(rec_len)?;
@@ -331,7 +356,7 @@ impl<R: Region> RawRing<R> {
             // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
             // the timeout; then the record was skipped and we push again.
             if self
-                .stamp_at(pos)
+                .word(off)
                 .compare_exchange(
                     format::stamp(pos, STATE_CLAIMED),
                     format::stamp(pos, STATE_COMMITTED),
@@ -377,7 +402,8 @@ impl<R: Region> RawRing<R> {
     /// `state`, first storing `claim_word` (the length readers need to skip us if we
     /// stall). False if a skipping reader poisoned the stamp first. DESIGN: Claiming.
     fn claim(&self, pos: u64, state: u64, claim_word: Option<u64>) -> bool {
-        let stamp = self.stamp_at(pos);
+        let off = self.rec_off(pos);
+        let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
         if format::stamp_state(stale, pos).is_some() {
             // Only a reader skipping our reservation writes a stamp for `pos` before we
@@ -386,8 +412,9 @@ impl<R: Region> RawRing<R> {
         }
         // A producer stopped for longer than the abandon timeout since it reserved may
         // find its range skipped and reused by a later lap: then these words belong to
-        // someone else, and it must write nothing (DESIGN: Stalls and abandonment).
-        if self.read_pos().load(Ordering::Acquire) > pos {
+        // someone else, and it must write nothing (DESIGN: Claiming, Stalls and
+        // abandonment).
+        if self.lapped(pos) {
             return false;
         }
         #[cfg(test)]
@@ -400,7 +427,8 @@ impl<R: Region> RawRing<R> {
         fence(Ordering::Release);
         if let Some(word) = claim_word {
             // Atomic, because a skipping reader may CAS this very word.
-            self.claim_at(pos).store(word, Ordering::Relaxed);
+            self.word(off + REC_CLAIM_OFFSET)
+                .store(word, Ordering::Relaxed);
         }
         let claimed = format::stamp(pos, state);
         let mut replaced = stale;
@@ -417,11 +445,21 @@ impl<R: Region> RawRing<R> {
         }
         // The same, for a stop between the check above and the CAS: the word we just
         // claimed belongs to a later lap. Put it back and reserve again.
-        if self.read_pos().load(Ordering::Acquire) > pos {
+        if self.lapped(pos) {
             let _ = stamp.compare_exchange(claimed, replaced, Ordering::AcqRel, Ordering::Relaxed);
             return false;
         }
         true
+    }
+
+    /// Whether the words of the record at `pos` may belong to a later lap: a
+    /// reservation has passed `pos + region_len`. Only producers move `write_pos`, so
+    /// for a producer this load is almost always a cache hit, unlike one of `read_pos`
+    /// (DESIGN: Claiming).
+    fn lapped(&self, pos: u64) -> bool {
+        // Acquire: after a claim CAS that read a later-lap value, this load sees the
+        // reservation of whoever wrote it (DESIGN: Claiming).
+        self.write_pos().load(Ordering::Acquire) > pos + self.params.region_len
     }
 
     /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
@@ -441,7 +479,7 @@ impl<R: Region> RawRing<R> {
             if end > self.cached_read.load(Ordering::Acquire) + region_len {
                 // Refresh; positions() also validates the invariant.
                 let (read, fresh_write) = self.positions()?;
-                self.cached_read.fetch_max(read, Ordering::AcqRel);
+                raise_cache(&self.cached_read, read);
                 if fresh_write != write {
                     continue;
                 }
@@ -525,8 +563,10 @@ impl<R: Region> RawRing<R> {
         loop {
             let read = self.read_pos().load(Ordering::Acquire);
             self.check_pos(read, READ_POS_OFFSET)?;
+            // One division per attempt: the offset serves the stamp, header and payload.
+            let off = self.rec_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
-            let stamp = self.stamp_at(read).load(Ordering::Acquire);
+            let stamp = self.word(off).load(Ordering::Acquire);
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
@@ -540,7 +580,7 @@ impl<R: Region> RawRing<R> {
                     Head::Stuck => return Ok(None),
                 }
             }
-            let meta = match self.read_meta(read) {
+            let meta = match self.read_meta_at(read, off) {
                 Ok(meta) => meta,
                 Err((field, what)) => {
                     // As below for a valid record: a stamp at or past write_pos is not
@@ -573,9 +613,8 @@ impl<R: Region> RawRing<R> {
                     _ => continue,
                 }
             }
-            buf.clear();
-            buf.resize(meta.data_len as usize, 0);
-            self.region.read(self.rec_off(read) + REC_HEADER_LEN, buf);
+            fit(buf, meta.data_len);
+            self.region.read(off + REC_HEADER_LEN, buf);
             #[cfg(feature = "crash-points")]
             crate::crash::point("pop-before-advance");
             let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
@@ -584,7 +623,7 @@ impl<R: Region> RawRing<R> {
             if !self.advance_read(read, end, !expired) {
                 continue;
             }
-            if crc32c::crc32c(buf) != meta.data_crc {
+            if crate::crc::crc32c(buf) != meta.data_crc {
                 self.count(CORRUPT_OFFSET);
                 return Err(Error::corrupt(
                     (self.rec_off(read) + REC_HEADER_LEN) as u64,
@@ -606,14 +645,21 @@ impl<R: Region> RawRing<R> {
     /// Copies and validates the header of the record at `pos`. A stamp in the last
     /// bytes of the region, where no header fits, can only come from damage.
     fn read_meta(&self, pos: u64) -> Result<RecordMeta, (usize, String)> {
-        if !self.fits_in_lap(pos, REC_HEADER_LEN as u64) {
+        self.read_meta_at(pos, self.rec_off(pos))
+    }
+
+    /// `read_meta` for a caller that has computed `off = rec_off(pos)` already.
+    fn read_meta_at(&self, pos: u64, off: usize) -> Result<RecordMeta, (usize, String)> {
+        debug_assert_eq!(off, self.rec_off(pos));
+        // Same as fits_in_lap(pos, REC_HEADER_LEN), without a second division.
+        if off - HEADER_LEN + REC_HEADER_LEN > self.params.region_len as usize {
             return Err((
                 format::REC_STAMP_OFFSET,
                 "a record stamp where no record header fits (a damaged stamp)".into(),
             ));
         }
         let mut header: RecordHeaderBytes = [0u8; REC_HEADER_LEN];
-        self.region.read(self.rec_off(pos), &mut header);
+        self.region.read(off, &mut header);
         RecordMeta::from_bytes(pos, &header, self.params.region_len)
     }
 
@@ -714,12 +760,12 @@ impl<R: Region> RawRing<R> {
         let now = self.clock.mono_ms();
         // Races between this handle's threads only restart the clock. Release/Acquire:
         // a thread that sees the new stall_pos also sees its stall_since.
-        if self.stall_pos.load(Ordering::Acquire) != read + 1 {
-            self.stall_since.store(now, Ordering::Relaxed);
-            self.stall_pos.store(read + 1, Ordering::Release);
+        if self.stall.pos.load(Ordering::Acquire) != read + 1 {
+            self.stall.since.store(now, Ordering::Relaxed);
+            self.stall.pos.store(read + 1, Ordering::Release);
             return false;
         }
-        now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
+        now.saturating_sub(self.stall.since.load(Ordering::Relaxed))
             >= u64::from(self.params.abandon_ms)
     }
 
@@ -928,8 +974,7 @@ impl<R: Region> RawRing<R> {
             }
             let parsed = self.read_meta(pos);
             if let Ok(meta) = &parsed {
-                buf.clear();
-                buf.resize(meta.data_len as usize, 0);
+                fit(buf, meta.data_len);
                 self.region.read(self.rec_off(pos) + REC_HEADER_LEN, buf);
             }
             // SYNC(seqlock): the copy is valid iff the record was not freed (and so not
@@ -949,7 +994,7 @@ impl<R: Region> RawRing<R> {
                 }
             };
             *cursor = pos + format::record_len(meta.data_len);
-            if crc32c::crc32c(buf) != meta.data_crc {
+            if crate::crc::crc32c(buf) != meta.data_crc {
                 return Err(Error::corrupt(
                     (self.rec_off(pos) + REC_HEADER_LEN) as u64,
                     format!("payload checksum mismatch in entry {}", meta.id),
@@ -1012,6 +1057,28 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn capacity(&self) -> u64 {
         self.params.region_len / REC_HEADER_LEN as u64
     }
+}
+
+/// Raises a cached position to `pos`, a value just loaded from the file. A plain store
+/// rather than `fetch_max`: the consumer refreshes its cache on almost every pop of a
+/// ring it keeps up with, and a locked read-modify-write there cost more than the rare
+/// race it avoids. Two threads of a handle racing here may leave the smaller of their
+/// values, which is still a position that was current: a cached position may be stale
+/// (too small), never ahead, which is all its users assume. Release: a thread that
+/// uses the cached value inherits the synchronization of the Acquire load that read it
+/// (SYNC(free) for `cached_read`).
+fn raise_cache(cache: &AtomicU64, pos: u64) {
+    if cache.load(Ordering::Relaxed) < pos {
+        cache.store(pos, Ordering::Release);
+    }
+}
+
+/// Makes `buf` exactly `len` bytes long for a copy that overwrites all of it, without
+/// zeroing bytes that are there already (a reused buffer is usually long enough).
+fn fit(buf: &mut Vec<u8>, len: u32) {
+    let len = len as usize;
+    buf.truncate(len);
+    buf.resize(len, 0);
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::format::{
     REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_STAMP_OFFSET, RECORD_ALIGN, STATE_ABANDONED,
     STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
 };
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::Ordering;
 
 /// What the walk found at one place in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,29 +120,6 @@ fn position_is_valid(pos: u64) -> bool {
 }
 
 impl<R: Region> RawRing<R> {
-    /// A handle for checking: like `new`, but positions are not validated (settling
-    /// them is the walk's first step).
-    pub(crate) fn for_check(
-        region: R,
-        params: super::Params,
-        pid: u32,
-        clock: Box<dyn super::Clock>,
-        futex: Box<dyn crate::wait::Futex>,
-    ) -> Self {
-        RawRing {
-            futex,
-            max_data: format::max_data_len(params.region_len),
-            region,
-            params,
-            pid,
-            clock,
-            cached_read: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
-            cached_write: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
-            stall_pos: AtomicU64::new(0),
-            stall_since: AtomicU64::new(0),
-        }
-    }
-
     /// Walks the ring, reporting every problem and calling `visit` for each stretch in
     /// position order. With `repair`, positions are reset and untrusted ranges
     /// dropped in the region; without, the region is not written (callers that want
@@ -562,7 +539,7 @@ mod tests {
             default_ttl_secs: 0,
             abandon_ms: 100,
         };
-        RawRing::for_check(
+        RawRing::unvalidated(
             region,
             params,
             1,

@@ -1,0 +1,392 @@
+//! The in-process contenders, and the list of scenarios.
+//!
+//! Every contender moves the same entries: fixed-size payloads whose first 8 bytes
+//! are a sequence number, which the consumer checks (so nothing is optimized away and
+//! order is verified). Peers carry `[u8; N]` arrays by value, so no allocation is
+//! timed; mmring copies into its mapped file, checksums, and copies out into a reused
+//! buffer. Queues hold the same number of entries as the ring does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+
+use crossbeam_queue::ArrayQueue;
+use mmring::{OnFull, Options, Ring};
+
+use crate::{Backoff, Config, Contender, Sample, Scenario, Timer, procs};
+
+/// Ring file size of the throughput scenarios (header included).
+pub const RING_SIZE: u64 = (1 << 20) + 4096;
+/// Ring file size for 64 KiB entries: 64 of them.
+pub const BIG_RING_SIZE: u64 = (4 << 20) + 4096;
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        spsc_scenario::<64>("SPSC 64 B", 2_000_000),
+        spsc_scenario::<1024>("SPSC 1 KiB", 500_000),
+        Scenario {
+            name: "MPMC 2P/2C 64 B",
+            entry_len: 64,
+            contenders: vec![
+                Contender {
+                    name: "mmring",
+                    run: Box::new(|c| mpmc_mmring::<64>(c, c.count(1_000_000))),
+                },
+                Contender {
+                    name: "crossbeam ArrayQueue",
+                    run: Box::new(|c| mpmc_array_queue::<64>(c.count(1_000_000))),
+                },
+            ],
+        },
+        Scenario {
+            name: "cross-process SPSC 64 B",
+            entry_len: 64,
+            contenders: vec![
+                Contender {
+                    name: "mmring",
+                    run: Box::new(|c| procs::stream_mmring(c, c.count(1_000_000))),
+                },
+                Contender {
+                    name: "Unix domain socket",
+                    run: Box::new(|c| procs::stream_socket(c, c.count(200_000))),
+                },
+                Contender {
+                    name: "pipe",
+                    run: Box::new(|c| procs::stream_pipe(c, c.count(200_000))),
+                },
+            ],
+        },
+        Scenario {
+            name: "SPSC 64 KiB",
+            entry_len: 65536,
+            contenders: vec![
+                Contender {
+                    name: "mmring",
+                    run: Box::new(|c| spsc_mmring::<65536>(c, c.count(40_000), BIG_RING_SIZE)),
+                },
+                Contender {
+                    name: "memcpy (one thread)",
+                    run: Box::new(|c| memcpy::<65536>(c.count(40_000))),
+                },
+            ],
+        },
+        Scenario {
+            name: "ping-pong 64 B, 2 processes",
+            entry_len: 64,
+            contenders: vec![
+                Contender {
+                    name: "mmring (polling)",
+                    run: Box::new(|c| procs::ping_pong_mmring(c, c.count(200_000))),
+                },
+                Contender {
+                    name: "spin on shared atomic",
+                    run: Box::new(|c| procs::ping_pong_atomic(c, c.count(200_000))),
+                },
+                Contender {
+                    name: "Unix domain socket",
+                    run: Box::new(|c| procs::ping_pong_socket(c, c.count(50_000))),
+                },
+            ],
+        },
+    ]
+}
+
+fn spsc_scenario<const N: usize>(name: &'static str, full: usize) -> Scenario {
+    Scenario {
+        name,
+        entry_len: N,
+        contenders: vec![
+            Contender {
+                name: "mmring",
+                run: Box::new(move |c| spsc_mmring::<N>(c, c.count(full), RING_SIZE)),
+            },
+            Contender {
+                name: "crossbeam ArrayQueue",
+                run: Box::new(move |c| spsc_array_queue::<N>(c.count(full))),
+            },
+            Contender {
+                name: "rtrb",
+                run: Box::new(move |c| spsc_rtrb::<N>(c.count(full))),
+            },
+            Contender {
+                name: "std sync_channel",
+                run: Box::new(move |c| spsc_sync_channel::<N>(c.count(full))),
+            },
+        ],
+    }
+}
+
+/// Entries of `n` bytes a ring of `file_size` holds: the peers get the same capacity.
+pub fn capacity(file_size: u64, n: usize) -> usize {
+    ((file_size - 4096) / Ring::entry_footprint(n)) as usize
+}
+
+/// A fresh reject-mode ring in the scenario directory.
+pub fn fresh_ring(config: &Config, name: &str, size: u64) -> Ring {
+    let path = config.dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    Options::new()
+        .size(size)
+        .on_full(OnFull::Reject)
+        .create(&path)
+        .expect("create the benchmark ring")
+}
+
+fn entry<const N: usize>(seq: u64) -> [u8; N] {
+    let mut e = [0u8; N];
+    e[..8].copy_from_slice(&seq.to_le_bytes());
+    e
+}
+
+fn seq_of(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+/// Pushes `data` into a reject-mode ring, waiting while it is full.
+pub fn push_waiting(ring: &Ring, data: &[u8]) {
+    let mut backoff = Backoff::new();
+    loop {
+        match ring.push(data) {
+            Ok(_) => return,
+            Err(mmring::Error::Full) => backoff.wait(),
+            Err(e) => panic!("push failed: {e}"),
+        }
+    }
+}
+
+/// Pops the next entry into `buf`, waiting while the ring is empty. This polls; when a
+/// blocking pop exists, this is the one place to switch the benchmarks to it.
+pub fn pop_waiting(ring: &Ring, buf: &mut Vec<u8>) {
+    let mut backoff = Backoff::new();
+    loop {
+        match ring.pop_into(buf) {
+            Ok(Some(_)) => return,
+            Ok(None) => backoff.wait(),
+            Err(e) => panic!("pop failed: {e}"),
+        }
+    }
+}
+
+pub fn spsc_mmring<const N: usize>(config: &Config, n: usize, size: u64) -> Sample {
+    let ring = fresh_ring(config, "spsc.ring", size);
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = Vec::with_capacity(N);
+            for i in 0..n as u64 {
+                pop_waiting(&ring, &mut buf);
+                assert_eq!(seq_of(&buf), i);
+            }
+        });
+        let mut data = vec![0u8; N];
+        for i in 0..n as u64 {
+            data[..8].copy_from_slice(&i.to_le_bytes());
+            push_waiting(&ring, &data);
+        }
+    });
+    timer.per_entry(n)
+}
+
+fn spsc_array_queue<const N: usize>(n: usize) -> Sample {
+    let queue = ArrayQueue::<[u8; N]>::new(capacity(RING_SIZE, N));
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut backoff = Backoff::new();
+            for i in 0..n as u64 {
+                loop {
+                    if let Some(e) = queue.pop() {
+                        assert_eq!(seq_of(&e), i);
+                        break;
+                    }
+                    backoff.wait();
+                }
+                backoff.reset();
+            }
+        });
+        let mut backoff = Backoff::new();
+        for i in 0..n as u64 {
+            let mut e = entry::<N>(i);
+            while let Err(back) = queue.push(e) {
+                e = back;
+                backoff.wait();
+            }
+            backoff.reset();
+        }
+    });
+    timer.per_entry(n)
+}
+
+fn spsc_rtrb<const N: usize>(n: usize) -> Sample {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(capacity(RING_SIZE, N));
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut backoff = Backoff::new();
+            for i in 0..n as u64 {
+                loop {
+                    if let Ok(e) = rx.pop() {
+                        assert_eq!(seq_of(&e), i);
+                        break;
+                    }
+                    backoff.wait();
+                }
+                backoff.reset();
+            }
+        });
+        let mut backoff = Backoff::new();
+        for i in 0..n as u64 {
+            let mut e = entry::<N>(i);
+            while let Err(rtrb::PushError::Full(back)) = tx.push(e) {
+                e = back;
+                backoff.wait();
+            }
+            backoff.reset();
+        }
+    });
+    timer.per_entry(n)
+}
+
+fn spsc_sync_channel<const N: usize>(n: usize) -> Sample {
+    let (tx, rx) = sync_channel::<[u8; N]>(capacity(RING_SIZE, N));
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n as u64 {
+                let e = rx.recv().expect("sender alive");
+                assert_eq!(seq_of(&e), i);
+            }
+        });
+        for i in 0..n as u64 {
+            tx.send(entry::<N>(i)).expect("receiver alive");
+        }
+    });
+    timer.per_entry(n)
+}
+
+/// Two producers push `n / 2` entries each; two consumers pop until `n` arrived.
+/// Each consumer checks that each producer's entries reach it in order.
+fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
+    let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
+    let popped = AtomicUsize::new(0);
+    let per_producer = n / 2;
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut buf = Vec::with_capacity(N);
+                let mut last = [None::<u64>; 2];
+                let mut backoff = Backoff::new();
+                while popped.load(Ordering::Relaxed) < 2 * per_producer {
+                    match ring.pop_into(&mut buf).expect("pop") {
+                        Some(_) => {
+                            popped.fetch_add(1, Ordering::Relaxed);
+                            check_order(&mut last, seq_of(&buf));
+                            backoff.reset();
+                        }
+                        None => backoff.wait(),
+                    }
+                }
+            });
+        }
+        for p in 0..2u64 {
+            let ring = &ring;
+            s.spawn(move || {
+                let mut data = vec![0u8; N];
+                for i in 0..per_producer as u64 {
+                    data[..8].copy_from_slice(&(p << 63 | i).to_le_bytes());
+                    push_waiting(ring, &data);
+                }
+            });
+        }
+    });
+    timer.per_entry(2 * per_producer)
+}
+
+fn check_order(last: &mut [Option<u64>; 2], tagged: u64) {
+    let producer = (tagged >> 63) as usize;
+    let seq = tagged & !(1 << 63);
+    assert!(
+        last[producer].is_none_or(|prev| prev < seq),
+        "producer {producer}: {seq} after {:?}",
+        last[producer]
+    );
+    last[producer] = Some(seq);
+}
+
+fn mpmc_array_queue<const N: usize>(n: usize) -> Sample {
+    let queue = ArrayQueue::<[u8; N]>::new(capacity(RING_SIZE, N));
+    let popped = AtomicUsize::new(0);
+    let per_producer = n / 2;
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last = [None::<u64>; 2];
+                let mut backoff = Backoff::new();
+                while popped.load(Ordering::Relaxed) < 2 * per_producer {
+                    match queue.pop() {
+                        Some(e) => {
+                            popped.fetch_add(1, Ordering::Relaxed);
+                            check_order(&mut last, seq_of(&e));
+                            backoff.reset();
+                        }
+                        None => backoff.wait(),
+                    }
+                }
+            });
+        }
+        for p in 0..2u64 {
+            let queue = &queue;
+            s.spawn(move || {
+                let mut backoff = Backoff::new();
+                for i in 0..per_producer as u64 {
+                    let mut e = entry::<N>(p << 63 | i);
+                    while let Err(back) = queue.push(e) {
+                        e = back;
+                        backoff.wait();
+                    }
+                    backoff.reset();
+                }
+            });
+        }
+    });
+    timer.per_entry(2 * per_producer)
+}
+
+/// The physical reference for large entries: one thread copying `N` bytes from one
+/// buffer to another, `n` times (both buffers stay in cache).
+///
+/// The destination is placed half a page away from the source modulo 4096: glibc
+/// copies large blocks with `rep movsb`, which on some x86 CPUs (this benchmark's AMD
+/// EPYC among them) runs some 20 times slower when destination and source are less
+/// than 64 bytes apart modulo 4096, as two heap blocks of the same size often are.
+/// The reference is the fast case.
+fn memcpy<const N: usize>(n: usize) -> Sample {
+    let src = vec![7u8; N];
+    let mut dst_buf = vec![0u8; N + 4096];
+    let apart = (dst_buf.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
+    let start = (2048 + 4096 - apart) % 4096;
+    let dst = &mut dst_buf[start..start + N];
+    let timer = Timer::start();
+    for i in 0..n {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        dst[i % N] ^= 1;
+        std::hint::black_box(&mut *dst);
+    }
+    timer.per_entry(n)
+}
+
+/// In-process SPSC throughput of every contender at entry size `N`, in ns per entry:
+/// `(mmring, ArrayQueue, rtrb)`, for the plot.
+pub fn sweep_point<const N: usize>(config: &Config, n: usize) -> [f64; 3] {
+    let get = |s: Sample| match s {
+        Sample::NsPerEntry(ns, _) => ns,
+        Sample::RoundTrip { .. } => unreachable!(),
+    };
+    let size = RING_SIZE.max(4096 + 2 * Ring::entry_footprint(N) * 8);
+    [
+        get(spsc_mmring::<N>(config, n, size)),
+        get(spsc_array_queue::<N>(n)),
+        get(spsc_rtrb::<N>(n)),
+    ]
+}

@@ -1,0 +1,47 @@
+//! Criterion benchmarks of the single-threaded hot path: one `push` followed by one
+//! `pop_into` on a ring file, for a few payload sizes. Single-threaded on purpose: it
+//! measures the cost of the operations themselves (checksums, copies, atomics) without
+//! cross-core traffic; `bench-compare/` measures threads and processes against peers.
+//!
+//! `cargo bench --bench push_pop`; `cargo test --benches` runs each once as a smoke test.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mmring::{OnFull, Options};
+use std::hint::black_box;
+
+fn push_pop(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut group = c.benchmark_group("push+pop_into");
+    for size in [0usize, 64, 1024, 65536] {
+        let ring = Options::new()
+            .size((4 << 20) + 4096)
+            .on_full(OnFull::Reject)
+            .create(dir.path().join(format!("bench-{size}.ring")))
+            .expect("create the ring");
+        let data = vec![0x5a_u8; size];
+        let mut buf = Vec::with_capacity(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
+            b.iter(|| {
+                ring.push(black_box(&data)).expect("push");
+                ring.pop_into(&mut buf).expect("pop").expect("an entry");
+                black_box(&buf);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn pop_empty(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ring = Options::new()
+        .create(dir.path().join("empty.ring"))
+        .expect("create the ring");
+    let mut buf = Vec::new();
+    c.bench_function("pop_into on an empty ring", |b| {
+        b.iter(|| black_box(ring.pop_into(&mut buf).expect("pop")))
+    });
+}
+
+criterion_group!(benches, push_pop, pop_empty);
+criterion_main!(benches);
