@@ -42,36 +42,30 @@ MUTANTS = [
     Mutant(
         "commit-relaxed",
         "src/ring.rs",
-        """            crate::crash::point("push-before-commit");
-            // SYNC(commit): Release makes the header and payload visible to any reader
-            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
-            // the timeout; then the record was skipped and we push again.
-            if self
-                .stamp_at(pos)
-                .compare_exchange(
-                    format::stamp(pos, STATE_CLAIMED),
+        """                    format::stamp(pos, STATE_CLAIMED),
                     format::stamp(pos, STATE_COMMITTED),
-                    Ordering::Release,""",
-        """            crate::crash::point("push-before-commit");
-            // SYNC(commit): Release makes the header and payload visible to any reader
-            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
-            // the timeout; then the record was skipped and we push again.
-            if self
-                .stamp_at(pos)
-                .compare_exchange(
-                    format::stamp(pos, STATE_CLAIMED),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // Consumers""",
+        """                    format::stamp(pos, STATE_CLAIMED),
                     format::stamp(pos, STATE_COMMITTED),
-                    Ordering::Relaxed,""",
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // Consumers""",
         "push publishes COMMITTED with Relaxed: a reader may see the stamp before the payload",
     ),
     Mutant(
         "pop-stamp-relaxed",
         "src/ring.rs",
-        """            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
-            let stamp = self.stamp_at(read).load(Ordering::Acquire);
+        """            let stamp = self.word(off).load(Ordering::Acquire);
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
-        """            // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
-            let stamp = self.stamp_at(read).load(Ordering::Relaxed);
+        """            let stamp = self.word(off).load(Ordering::Relaxed);
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
         "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
     ),
@@ -86,11 +80,12 @@ MUTANTS = [
     Mutant(
         "pop-store-not-cas",
         "src/ring.rs",
-        """        self.read_pos()
+        """        let moved = self
+            .read_pos()
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()""",
+            .is_ok();""",
         """        self.read_pos().store(to, Ordering::Release);
-        true""",
+        let moved = true;""",
         "read_pos is moved with a plain store: two consumers can both take one entry",
     ),
     Mutant(
@@ -107,9 +102,9 @@ MUTANTS = [
     Mutant(
         "pop-skip-data-crc",
         "src/ring.rs",
-        """            if crc32c::crc32c(buf) != meta.data_crc {
+        """            if crate::crc::crc32c(buf) != meta.data_crc {
                 self.count(CORRUPT_OFFSET);""",
-        """            if false && crc32c::crc32c(buf) != meta.data_crc {
+        """            if false && crate::crc::crc32c(buf) != meta.data_crc {
                 self.count(CORRUPT_OFFSET);""",
         "pop returns a payload without verifying its CRC32C",
     ),
@@ -127,10 +122,10 @@ MUTANTS = [
     Mutant(
         "ttl-ignored",
         "src/ring.rs",
-        """            if meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms()) {
-                self.count(EXPIRED_OFFSET);""",
-        """            if false && meta.expired(self.clock.wall_ms()) {
-                self.count(EXPIRED_OFFSET);""",
+        """            let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
+            // The copy is consistent""",
+        """            let expired = false;
+            // The copy is consistent""",
         "pop returns expired entries",
     ),
     Mutant(
@@ -156,12 +151,19 @@ MUTANTS = [
     Mutant(
         "claim-no-postcheck",
         "src/ring.rs",
-        """        if self.read_pos().load(Ordering::Acquire) > pos {
+        """        if self.lapped(pos) {
             let _ = stamp.compare_exchange(claimed, replaced, Ordering::AcqRel, Ordering::Relaxed);
             return false;
         }""",
         "",
         "a producer stalled past the abandon timeout keeps a claim in a later lap",
+    ),
+    Mutant(
+        "lapped-a-lap-late",
+        "src/ring.rs",
+        """        self.write_pos().load(Ordering::Acquire) > pos + self.params.region_len""",
+        """        self.write_pos().load(Ordering::Acquire) > pos + 2 * self.params.region_len""",
+        "claim's lap check notices a later lap one lap too late",
     ),
     Mutant(
         "skip-no-readpos-check",
@@ -177,7 +179,7 @@ MUTANTS = [
     Mutant(
         "abandon-immediately",
         "src/ring.rs",
-        """        now.saturating_sub(self.stall_since.load(Ordering::Relaxed))
+        """        now.saturating_sub(self.stall.since.load(Ordering::Relaxed))
             >= u64::from(self.params.abandon_ms)""",
         """        true""",
         "a head being written is abandoned without waiting for the timeout",

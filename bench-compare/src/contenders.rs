@@ -74,8 +74,12 @@ pub fn scenarios() -> Vec<Scenario> {
             entry_len: 64,
             contenders: vec![
                 Contender {
+                    name: "mmring (blocking wait)",
+                    run: Box::new(|c| procs::ping_pong_mmring(c, c.count(200_000), true)),
+                },
+                Contender {
                     name: "mmring (polling)",
-                    run: Box::new(|c| procs::ping_pong_mmring(c, c.count(200_000))),
+                    run: Box::new(|c| procs::ping_pong_mmring(c, c.count(200_000), false)),
                 },
                 Contender {
                     name: "spin on shared atomic",

@@ -89,6 +89,15 @@ pub fn child_main(args: &[String]) {
                 push_waiting(&pong, &buf);
             }
         }
+        ["mmring-pong-blocking", ping, pong, n] => {
+            let ping = Ring::open(ping).expect("open the ping ring");
+            let pong = Ring::open(pong).expect("open the pong ring");
+            say("ready");
+            for _ in 0..n_arg(n) {
+                let entry = ping.pop_blocking().expect("pop_blocking");
+                push_waiting(&pong, entry.data());
+            }
+        }
         ["atomic-pong", path, n] => {
             let map = SharedWord::open(Path::new(path));
             say("ready");
@@ -193,20 +202,29 @@ fn round_trips(n: usize, mut one: impl FnMut(u64)) -> Sample {
     }
 }
 
-pub fn ping_pong_mmring(config: &Config, n: usize) -> Sample {
+/// Round trips through two rings; both sides poll (`pop_into` with backoff), or, with
+/// `blocking`, sleep on the ring's futex in `pop_blocking` (spinning briefly first).
+pub fn ping_pong_mmring(config: &Config, n: usize, blocking: bool) -> Sample {
     let ping = fresh_ring(config, "ping.ring", RING_SIZE);
     let pong = fresh_ring(config, "pong.ring", RING_SIZE);
     let paths = [ping.path(), pong.path()].map(|p| p.to_str().expect("UTF-8").to_string());
-    let (child, mut out) = spawn(
-        &["mmring-pong", &paths[0], &paths[1], &n.to_string()],
-        Stdio::null(),
-    );
+    let role = if blocking {
+        "mmring-pong-blocking"
+    } else {
+        "mmring-pong"
+    };
+    let (child, mut out) = spawn(&[role, &paths[0], &paths[1], &n.to_string()], Stdio::null());
     expect_line(&mut out, "ready");
     let mut buf = Vec::with_capacity(MSG);
     let sample = round_trips(n, |i| {
         push_waiting(&ping, &message(i));
-        pop_waiting(&pong, &mut buf);
-        assert_eq!(buf[..8], i.to_le_bytes());
+        if blocking {
+            let entry = pong.pop_blocking().expect("pop_blocking");
+            assert_eq!(entry.data()[..8], i.to_le_bytes());
+        } else {
+            pop_waiting(&pong, &mut buf);
+            assert_eq!(buf[..8], i.to_le_bytes());
+        }
     });
     finish(child);
     sample
