@@ -14,10 +14,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mmring::{Error, OnFull, Options, Ring};
+use mmring::{Error, Ring};
 
 use crate::cli::{BenchArgs, BenchWorkerArgs};
-use crate::demo::{TempDir, Workers, read_in_background};
+use crate::demo::{Workers, read_in_background, scratch_ring};
 use crate::demo_worker::Backoff;
 use crate::info::human_bytes;
 use crate::output::stdout_failure;
@@ -30,32 +30,8 @@ const TIME_LEN: usize = 8;
 
 /// Runs the benchmark and prints the summary.
 pub(crate) fn run(args: &BenchArgs) -> Outcome {
-    let entry = usize::try_from(args.entry)
-        .ok()
-        .filter(|len| *len >= TIME_LEN)
-        .ok_or_else(|| Failure::Usage {
-            what: "--entry".to_owned(),
-            message: format!("must be at least {TIME_LEN} bytes (the send time)"),
-        })?;
-    let dir = TempDir::new("bench")?;
-    let path = dir.path.join("bench.ring");
-    let ring = Options::new()
-        .size(args.size)
-        .on_full(OnFull::Reject)
-        .abandon_timeout(Duration::from_secs(10))
-        .create(&path)
-        .at(&path)?;
-    if entry > ring.max_entry_size() {
-        return Err(Failure::Usage {
-            what: "--entry".to_owned(),
-            message: format!(
-                "{entry} bytes exceeds the largest entry a {} ring holds ({} bytes); pass a \
-                 larger --size",
-                human_bytes(args.size),
-                ring.max_entry_size()
-            ),
-        });
-    }
+    let min_entry = ("--entry", TIME_LEN, " (the send time)");
+    let (_dir, path, ring, entry) = scratch_ring("bench", args.size, args.entry, min_entry)?;
     let total = u64::from(args.producers) * args.entries;
     let started = Instant::now();
     let histogram = if args.processes {

@@ -28,34 +28,11 @@ use crate::{AtPath, Failure, Outcome};
 
 /// Runs the demo and prints its report on stdout.
 pub(crate) fn run(args: &DemoArgs) -> Outcome {
-    let entry_size = usize::try_from(args.entry_size)
-        .ok()
-        .filter(|size| *size >= MIN_PAYLOAD)
-        .ok_or_else(|| Failure::Usage {
-            what: "--entry-size".to_owned(),
-            message: format!("must be at least {MIN_PAYLOAD} bytes"),
-        })?;
-    let dir = TempDir::new("demo")?;
-    let path = dir.path.join("demo.ring");
     // A generous abandon timeout: on a loaded machine a live producer must never be
     // taken for a dead one, or the demo's counters would not balance exactly.
-    let ring = Options::new()
-        .size(args.size)
-        .on_full(OnFull::Reject)
-        .abandon_timeout(Duration::from_secs(10))
-        .create(&path)
-        .at(&path)?;
-    if entry_size > ring.max_entry_size() {
-        return Err(Failure::Usage {
-            what: "--entry-size".to_owned(),
-            message: format!(
-                "{entry_size} bytes exceeds the largest entry a {} ring holds ({} bytes); \
-                 pass a larger --size",
-                human_bytes(args.size),
-                ring.max_entry_size()
-            ),
-        });
-    }
+    let min_entry = ("--entry-size", MIN_PAYLOAD, "");
+    let (_dir, path, ring, entry_size) =
+        scratch_ring("demo", args.size, args.entry_size, min_entry)?;
     let exe = std::env::current_exe().map_err(|error| Failure::Io {
         what: "current executable".to_owned(),
         error,
@@ -130,6 +107,43 @@ pub(crate) fn run(args: &DemoArgs) -> Outcome {
             message: format!("verification failed: {}", problems.join("; ")),
         })
     }
+}
+
+/// Creates the reject-mode ring `NAME.ring` of `size` bytes in a new temporary
+/// directory for `demo` and `bench`, with a 10 s abandon timeout, and checks that
+/// entries of `entry` bytes fit; `min_entry` is the option `flag`'s lower bound, and
+/// `why` says where it comes from.
+pub(crate) fn scratch_ring(
+    name: &str,
+    size: u64,
+    entry: u64,
+    (flag, min_entry, why): (&str, usize, &str),
+) -> Result<(TempDir, PathBuf, Ring, usize), Failure> {
+    let usage = |message: String| Failure::Usage {
+        what: flag.to_owned(),
+        message,
+    };
+    let entry = usize::try_from(entry)
+        .ok()
+        .filter(|len| *len >= min_entry)
+        .ok_or_else(|| usage(format!("must be at least {min_entry} bytes{why}")))?;
+    let dir = TempDir::new(name)?;
+    let path = dir.path.join(format!("{name}.ring"));
+    let ring = Options::new()
+        .size(size)
+        .on_full(OnFull::Reject)
+        .abandon_timeout(Duration::from_secs(10))
+        .create(&path)
+        .at(&path)?;
+    if entry > ring.max_entry_size() {
+        return Err(usage(format!(
+            "{entry} bytes exceeds the largest entry a {} ring holds ({} bytes); pass a \
+             larger --size",
+            human_bytes(size),
+            ring.max_entry_size()
+        )));
+    }
+    Ok((dir, path, ring, entry))
 }
 
 /// A directory under the system's temporary directory, removed with its contents
