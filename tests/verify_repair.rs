@@ -5,8 +5,9 @@
 //! (payload, record header, stamp, positions, static header) and never writes the
 //! file; that repair drops exactly the damaged ranges it reports, resets impossible
 //! positions, after which every intact entry is still delivered in order, peek shows
-//! them too, the ring verifies clean and accepts pushes; that claimed records are
-//! notes, not damage; and that over hundreds of random byte overwrites verify and
+//! them too, the ring verifies clean and accepts pushes; that a write position damaged
+//! to a plausible value behind intact records is found and restored from them; that
+//! claimed records are notes, not damage; and that over hundreds of random byte overwrites verify and
 //! repair end, never panic, and a drained repaired ring only returns pushed entries.
 
 use std::fs::OpenOptions;
@@ -438,4 +439,47 @@ fn random_damage_never_panics_or_hangs_and_repair_returns_only_pushed_entries() 
         Ring::open(&path).unwrap().push(b"still usable").unwrap();
     }
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// Regression: a write position damaged to a value that is aligned and within a region
+/// of the read position, but behind intact records, passed the position checks. verify
+/// then called the last record damaged ("extends past the write position"), or did
+/// not see it at all, and repair dropped it, or left it for a push to overwrite. The
+/// records prove the write position wrong: a producer reserves before it writes.
+#[test]
+fn write_position_behind_intact_records_is_restored_from_them() {
+    // 160: inside the third record; 128: at its start, so that it lies wholly past.
+    for lowered in [160u64, 128] {
+        let (_dir, path) = scratch();
+        let ids = ring_with(&path, 65536, &[b"first", b"secnd", b"third"]);
+        assert_eq!(ids, [0, 64, 128]);
+        assert_eq!(read_u64(&path, WRITE_POS_OFFSET), 192);
+        patch(&path, WRITE_POS_OFFSET, &lowered.to_le_bytes());
+        let report = mmring::verify(&path).unwrap();
+        assert_eq!(report.problems.len(), 1, "{lowered}: {:?}", report.problems);
+        let problem = &report.problems[0];
+        assert_eq!(
+            (problem.offset, problem.field),
+            (WRITE_POS_OFFSET, "write_pos")
+        );
+        assert_eq!(
+            problem.action,
+            Action::Reset {
+                from: lowered,
+                to: 192
+            }
+        );
+        assert_eq!(report.entries, 3);
+
+        mmring::repair(&path).unwrap();
+        assert_eq!(read_u64(&path, WRITE_POS_OFFSET), 192);
+        assert!(mmring::verify(&path).unwrap().is_clean());
+        assert_eq!(
+            drain(&path),
+            [b"first".to_vec(), b"secnd".to_vec(), b"third".to_vec()]
+        );
+        let ring = Ring::open(&path).unwrap();
+        assert_eq!(ring.push(b"after").unwrap(), 192);
+        assert_eq!(ring.pop().unwrap().unwrap().data(), b"after");
+    }
 }

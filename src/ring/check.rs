@@ -400,9 +400,9 @@ impl<R: Region> RawRing<R> {
         let read_valid = position_is_valid(read);
         let write_valid = position_is_valid(write);
         if read_valid && write_valid && consistent(read, write) {
-            return (read, write);
+            return self.settle_lowered_write(repair, read, write, walk);
         }
-        let newest = self.newest_record_end();
+        let newest = self.newest_record_end(false);
         let new_write = if !write_valid {
             newest.max(if read_valid { read } else { 0 })
         } else if read_valid && consistent(read, newest) {
@@ -466,6 +466,48 @@ impl<R: Region> RawRing<R> {
         (new_read, new_write)
     }
 
+    /// Checks plausible positions against the records: a producer reserves before it
+    /// writes, so every record mmring wrote ends at or before `write_pos`. A committed
+    /// record whose header validates (its checksum covers its position) ending past
+    /// `write` proves the write position was damaged to a lower value; it is reset to
+    /// the end of the newest such record, so that no intact entry is taken for a
+    /// damaged one and pushes do not land on records still queued.
+    fn settle_lowered_write(
+        &self,
+        repair: bool,
+        read: u64,
+        write: u64,
+        walk: &mut Walk,
+    ) -> (u64, u64) {
+        let newest = self.newest_record_end(true);
+        let region_len = self.params.region_len;
+        // A write position that moved during the scan belongs to a live ring, whose
+        // newest records may have been written after `write` was loaded.
+        if newest <= write
+            || newest - read > region_len
+            || self.write_pos().load(Ordering::Acquire) != write
+        {
+            return (read, write);
+        }
+        walk.problems.push(Finding {
+            offset: WRITE_POS_OFFSET as u64,
+            field: "write_pos",
+            position: None,
+            message: format!(
+                "write position {write} is behind the intact record ending at {newest}; \
+                 reset to {newest}, the end of the newest record"
+            ),
+            action: Action::Reset {
+                from: write,
+                to: newest,
+            },
+        });
+        if repair {
+            self.write_pos().store(newest, Ordering::Release);
+        }
+        (read, newest)
+    }
+
     /// Committed records with a valid header that start in `from..to`.
     fn count_entries(&self, from: u64, to: u64) -> u64 {
         let mut count = 0;
@@ -483,8 +525,9 @@ impl<R: Region> RawRing<R> {
     }
 
     /// The end of the newest record any stamp in the region shows: every word that is
-    /// a plausible stamp for its own offset, at its claimed or padded length.
-    fn newest_record_end(&self) -> u64 {
+    /// a plausible stamp for its own offset, at its claimed or padded length; with
+    /// `intact_only`, only committed records whose header validates.
+    fn newest_record_end(&self, intact_only: bool) -> u64 {
         let region_len = self.params.region_len;
         let mut newest = 0;
         let mut off = 0;
@@ -493,14 +536,17 @@ impl<R: Region> RawRing<R> {
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
             if pos < MAX_POS && pos % region_len == off && format::starts_record(state) {
-                let end = match state {
-                    STATE_COMMITTED => self
-                        .read_meta(pos)
-                        .map_or(pos + RECORD_ALIGN, |m| pos + format::record_len(m.data_len)),
-                    STATE_PADDING => self.lap_end(pos),
-                    _ => pos + RECORD_ALIGN,
+                let intact = (state == STATE_COMMITTED)
+                    .then(|| self.read_meta(pos).ok())
+                    .flatten()
+                    .map(|meta| pos + format::record_len(meta.data_len));
+                let end = match (intact, state) {
+                    (Some(end), _) => Some(end),
+                    (None, _) if intact_only => None,
+                    (None, STATE_PADDING) => Some(self.lap_end(pos)),
+                    (None, _) => Some(pos + RECORD_ALIGN),
                 };
-                newest = newest.max(end);
+                newest = newest.max(end.unwrap_or(0));
             }
             off += RECORD_ALIGN;
         }
