@@ -7,7 +7,8 @@
 //! raw` piped into `push --raw` of another ring copies entries exactly; that `pop
 //! --wait` in one process receives, in order, every entry another `mmring push`
 //! process pushes after it started waiting; and that `pop --wait --timeout` on an
-//! empty ring gives up with exit status 7 and one stderr line, keeping what arrived.
+//! empty ring gives up with exit status 7 and one stderr line, keeping what arrived,
+//! and with a timeout too long for the clock waits without a deadline.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -290,4 +291,26 @@ fn timeout_needs_wait() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--wait"));
+}
+
+/// Regression: a timeout too long to add to the clock (`--timeout
+/// 18446744073709551615s`) made `pop --wait` panic with a backtrace; it now means no
+/// deadline.
+#[test]
+fn pop_wait_with_a_timeout_beyond_the_clock_waits_without_a_deadline() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("ready")
+        .assert()
+        .success();
+    mmring()
+        .args(["pop", "--wait", "--timeout", "18446744073709551615s"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("ready\n")
+        .stderr("");
 }

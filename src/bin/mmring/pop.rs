@@ -20,7 +20,10 @@ pub(crate) fn run(args: &PopArgs) -> Outcome {
     if limit == 0 {
         return Ok(());
     }
-    let deadline = args.timeout.map(|timeout| Instant::now() + timeout);
+    // A timeout too long to add to the clock is no deadline at all.
+    let deadline = args
+        .timeout
+        .and_then(|timeout| Instant::now().checked_add(timeout));
     let timed_out = Cell::new(false);
     let mut waited_for_first = false;
     let popped = std::iter::from_fn(|| {
