@@ -8,7 +8,8 @@
 //! --wait` in one process receives, in order, every entry another `mmring push`
 //! process pushes after it started waiting; and that `pop --wait --timeout` on an
 //! empty ring gives up with exit status 7 and one stderr line, keeping what arrived,
-//! and with a timeout too long for the clock waits without a deadline.
+//! and with a timeout too long for the clock waits without a deadline; and that every
+//! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -313,4 +314,52 @@ fn pop_wait_with_a_timeout_beyond_the_clock_waits_without_a_deadline() {
         .success()
         .stdout("ready\n")
         .stderr("");
+}
+
+/// Regression: a command whose stdout reader went away (`mmring pop --all | head -1`)
+/// printed `mmring: stdout: Broken pipe` and exited 3, as if mmring had failed.
+#[test]
+fn commands_writing_into_a_closed_pipe_end_quietly() {
+    let (_dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "1MiB"])
+        .assert()
+        .success();
+    // Far more than a pipe holds, so each command meets the closed end whatever the
+    // timing.
+    let line = "x".repeat(1000);
+    let lines: String = (0..400).map(|_| format!("{line}\n")).collect();
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .write_stdin(lines)
+        .assert()
+        .success();
+    for args in [
+        &["peek"][..],
+        &["dump", "--records"],
+        &["man"],
+        &["pop", "--all"],
+    ] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+            .args(args)
+            .args((args[0] != "man").then_some(&path))
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            (Some(0), "".into()),
+            "mmring {args:?}"
+        );
+    }
 }

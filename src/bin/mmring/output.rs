@@ -96,8 +96,11 @@ pub(crate) fn write_entry(out: &mut impl Write, entry: &Entry, format: Format) -
     }
 }
 
-/// A write to stdout failed.
+/// A write to stdout failed; its reader closing it is not an error of ours.
 pub(crate) fn stdout_failure(error: io::Error) -> Failure {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        return Failure::StdoutClosed;
+    }
     Failure::Io {
         what: "stdout".to_owned(),
         error,
