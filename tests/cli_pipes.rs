@@ -9,7 +9,8 @@
 //! process pushes after it started waiting; and that `pop --wait --timeout` on an
 //! empty ring gives up with exit status 7 and one stderr line, keeping what arrived,
 //! and with a timeout too long for the clock waits without a deadline; and that every
-//! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0.
+//! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0;
+//! and that `pop --wait` writes out each entry it takes before it waits for the next.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -362,4 +363,52 @@ fn commands_writing_into_a_closed_pipe_end_quietly() {
             "mmring {args:?}"
         );
     }
+}
+
+/// Regression: `pop --wait -n 2` kept the first entry it had removed in its output
+/// buffer while it waited for the second, so a reader saw nothing, and interrupting
+/// the wait (Ctrl-C, a kill) lost an entry already taken from the ring.
+#[test]
+fn pop_wait_writes_each_entry_before_waiting_for_the_next() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("first")
+        .assert()
+        .success();
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .args(["pop", "--wait", "-n", "2"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while stdout.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+        let _ = lines.send(line);
+    });
+    let first = received.recv_timeout(Duration::from_secs(10));
+    // The second entry ends the child's wait either way.
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("second")
+        .assert()
+        .success();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        first.as_deref(),
+        Ok(&b"first\n"[..]),
+        "the first entry was held back while pop waited for the second"
+    );
 }

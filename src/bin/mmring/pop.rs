@@ -41,7 +41,7 @@ pub(crate) fn run(args: &PopArgs) -> Outcome {
             Err(error) => Some(Err(error)),
         }
     });
-    print_entries(&args.path, popped, limit, args.format)?;
+    print_entries(&args.path, popped, limit, args.format, args.wait)?;
     if timed_out.get() {
         return Err(Failure::TimedOut {
             path: args.path.clone(),
