@@ -292,6 +292,12 @@ fn read_position_ahead_of_write_position_is_reset_to_empty() {
             to: write
         }
     );
+    // One line of prose: no run of blanks left by a broken string continuation.
+    assert!(
+        !report.problems[0].message.contains("  "),
+        "{:?}",
+        report.problems[0].message
+    );
     mmring::repair(&path).unwrap();
     let ring = Ring::open(&path).unwrap();
     assert!(ring.pop().unwrap().is_none(), "no entry delivered twice");

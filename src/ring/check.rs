@@ -419,7 +419,8 @@ impl<R: Region> RawRing<R> {
         if new_write != write {
             let why = if write_valid {
                 format!(
-                    "write position {write} is out of reach of the read position {read}                      ({region_len}-byte region)"
+                    "write position {write} is out of reach of the read position {read} \
+                     ({region_len}-byte region)"
                 )
             } else {
                 format!("write position {write} is not a multiple of 8 below 2^62")
@@ -438,7 +439,8 @@ impl<R: Region> RawRing<R> {
         if new_read != read {
             let why = if read_valid {
                 format!(
-                    "read position {read} is out of reach of the write position {new_write}                      ({region_len}-byte region)"
+                    "read position {read} is out of reach of the write position {new_write} \
+                     ({region_len}-byte region)"
                 )
             } else {
                 format!("read position {read} is not a multiple of 8 below 2^62")
