@@ -6,9 +6,11 @@
 //! file; that repair drops exactly the damaged ranges it reports, resets impossible
 //! positions, after which every intact entry is still delivered in order, peek shows
 //! them too, the ring verifies clean and accepts pushes; that a write position damaged
-//! to a plausible value behind intact records is found and restored from them; that
-//! claimed records are notes, not damage; and that over hundreds of random byte overwrites verify and
-//! repair end, never panic, and a drained repaired ring only returns pushed entries.
+//! to a plausible value behind intact records is found and restored from them, and a
+//! lost one is rebuilt from the newest intact record, not from a stamp with a flipped
+//! high bit nor past the position limit; that claimed records are notes, not damage;
+//! and that over hundreds of random byte overwrites verify and repair end, never
+//! panic, and a drained repaired ring only returns pushed entries.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -488,4 +490,58 @@ fn write_position_behind_intact_records_is_restored_from_them() {
         assert_eq!(ring.push(b"after").unwrap(), 192);
         assert_eq!(ring.pop().unwrap().unwrap().data(), b"after");
     }
+}
+
+/// Regression: with the write position lost, it was rebuilt from the newest word that
+/// looked like a stamp for its own offset. In a region whose length is a power of two,
+/// one flipped high bit of any stamp (here of a record already popped) makes such a
+/// word, 2^40 bytes ahead: the write position was set there, the read position was
+/// out of reach of it, and repair emptied the ring, dropping every intact entry. A
+/// stamp far past the newest intact record is no evidence of where writing stopped.
+#[test]
+fn lost_write_position_is_rebuilt_past_a_stamp_with_a_flipped_high_bit() {
+    let (_dir, path) = scratch();
+    let size = HEADER_LEN + (1 << 16);
+    let ids = ring_with(&path, size, &[b"popped", b"kept", b"also kept"]);
+    assert_eq!(
+        Ring::open(&path).unwrap().pop().unwrap().unwrap().id(),
+        ids[0]
+    );
+    let popped_stamp = record_offset(size, ids[0]);
+    let stamp = read_u64(&path, popped_stamp);
+    patch(&path, popped_stamp, &(stamp ^ 1 << 40).to_le_bytes());
+    let true_write = read_u64(&path, WRITE_POS_OFFSET);
+    patch(&path, WRITE_POS_OFFSET, &(true_write + 3).to_le_bytes());
+
+    let report = mmring::repair(&path).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        report.problems[0].action,
+        Action::Reset {
+            from: true_write + 3,
+            to: true_write
+        }
+    );
+    assert_eq!(read_u64(&path, WRITE_POS_OFFSET), true_write);
+    assert_eq!(drain(&path), [b"kept".to_vec(), b"also kept".to_vec()]);
+}
+
+/// Regression: a padding stamp forged for the last lap below 2^62 made the rebuilt
+/// write position 2^62 itself; repair stored it, and the "repaired" ring then failed
+/// every open as corrupt.
+#[test]
+fn rebuilt_write_position_stays_below_the_position_limit() {
+    let (_dir, path) = scratch();
+    let size = 8192;
+    ring_with(&path, size, &[]);
+    let region_len = size - HEADER_LEN;
+    let offset = 2048;
+    let forged = (1u64 << 62) - region_len + offset;
+    patch(&path, HEADER_LEN + offset, &(forged | 3).to_le_bytes());
+    patch(&path, WRITE_POS_OFFSET, &3u64.to_le_bytes());
+    mmring::repair(&path).unwrap();
+    let ring = Ring::open(&path).unwrap();
+    let id = ring.push(b"usable").unwrap();
+    assert_eq!(ring.pop().unwrap().unwrap().id(), id);
+    assert!(mmring::verify(&path).unwrap().is_clean());
 }

@@ -526,10 +526,33 @@ impl<R: Region> RawRing<R> {
         count
     }
 
-    /// The end of the newest record any stamp in the region shows: every word that is
-    /// a plausible stamp for its own offset, at its claimed or padded length; with
-    /// `intact_only`, only committed records whose header validates.
+    /// Where the records say writing stopped. Every word that is a plausible stamp for
+    /// its own offset counts, at its length: a committed record whose header validates
+    /// (an intact one) up to its end, padding to the end of its lap, any other stamp
+    /// by one word. With `intact_only`, only intact records count.
+    ///
+    /// Records newer than the newest intact one are ones never finished, less than a
+    /// region past it; a stamp further ahead is damage (in a region whose length is a
+    /// power of two, a stamp with a flipped high bit still fits its offset) and is not
+    /// counted, nor is an end at or past `MAX_POS`, which no valid position reaches.
     fn newest_record_end(&self, intact_only: bool) -> u64 {
+        let intact = self.newest_end_within(MAX_POS, true);
+        if intact_only {
+            return intact;
+        }
+        // Without an intact record there is nothing to measure from (and nothing to
+        // lose by trusting any stamp).
+        let limit = if intact == 0 {
+            MAX_POS
+        } else {
+            intact + self.params.region_len
+        };
+        self.newest_end_within(limit, false)
+    }
+
+    /// The newest record end at or below `limit` (and below `MAX_POS`) that the stamps
+    /// show, counted as [`newest_record_end`](Self::newest_record_end) describes.
+    fn newest_end_within(&self, limit: u64, intact_only: bool) -> u64 {
         let region_len = self.params.region_len;
         let mut newest = 0;
         let mut off = 0;
@@ -548,7 +571,9 @@ impl<R: Region> RawRing<R> {
                     (None, STATE_PADDING) => Some(self.lap_end(pos)),
                     (None, _) => Some(pos + RECORD_ALIGN),
                 };
-                newest = newest.max(end.unwrap_or(0));
+                if let Some(end) = end.filter(|end| *end < MAX_POS && *end <= limit) {
+                    newest = newest.max(end);
+                }
             }
             off += RECORD_ALIGN;
         }
