@@ -142,6 +142,8 @@ pub(crate) enum Failure {
         count: usize,
         /// Whether `--repair` fixed them.
         repaired: bool,
+        /// Whether the header is damaged, which no repair fixes.
+        header: bool,
     },
 }
 
@@ -212,6 +214,10 @@ impl fmt::Display for Failure {
                 waited.as_secs_f64()
             ),
             Failure::Unverifiable { error, .. } => fmt_ring_error(error, f),
+            Failure::ProblemsFound { header: true, .. } => f.write_str(
+                "the header is damaged (listed on stdout); `--repair` does not guess its \
+                 fields: restore the file from a copy, or create the ring anew",
+            ),
             Failure::ProblemsFound {
                 count,
                 repaired: false,

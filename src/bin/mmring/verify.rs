@@ -44,6 +44,7 @@ pub(crate) fn run(args: &VerifyArgs) -> Outcome {
         path: path.clone(),
         count: report.problems.len(),
         repaired: report.repaired,
+        header: !report.records_checked,
     })
 }
 
