@@ -10,7 +10,9 @@
 //! empty ring gives up with exit status 7 and one stderr line, keeping what arrived,
 //! and with a timeout too long for the clock waits without a deadline; and that every
 //! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0;
-//! and that `pop --wait` writes out each entry it takes before it waits for the next.
+//! that `pop --wait` writes out each entry it takes before it waits for the next; and
+//! that `push` refuses an entry longer than the ring takes after reading little more
+//! than that, with `--raw` and by lines.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -411,4 +413,48 @@ fn pop_wait_writes_each_entry_before_waiting_for_the_next() {
         Ok(&b"first\n"[..]),
         "the first entry was held back while pop waited for the second"
     );
+}
+
+/// Regression: `push --raw` read all of stdin, and `push` a whole line, into memory
+/// before the ring refused it as too large, so an endless or huge stream (`push --raw
+/// < /dev/zero`) grew the process without bound. Both now stop reading just past the
+/// ring's largest entry and fail with status 2.
+#[test]
+fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
+    const STREAM: usize = 64 << 20;
+    let (_dir, path) = scratch();
+    create(&path);
+    for mode in [&["--raw"][..], &[]] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+            .arg("push")
+            .args(mode)
+            .arg(&path)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // No line ending anywhere: one 64 MiB entry, or until the reader leaves.
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'z'; 64 << 10];
+            let mut written = 0;
+            while written < STREAM && stdin.write_all(&chunk).is_ok() {
+                written += chunk.len();
+            }
+            written
+        });
+        let output = child.wait_with_output().unwrap();
+        let written = writer.join().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains("longer than this ring's maximum"),
+            "{stderr}"
+        );
+        assert!(
+            written < STREAM / 4,
+            "{mode:?}: push read {written} bytes of an entry it can't take"
+        );
+    }
 }
