@@ -387,8 +387,12 @@ impl<R: Region> RawRing<R> {
     /// Validates `read_pos` and `write_pos` and, where they are impossible, chooses
     /// new values (stored in the region when repairing).
     ///
-    /// The write position can be rebuilt from the records: it is the end of the
-    /// newest one any stamp shows. The read position can't: a popped record keeps its
+    /// The write position can be checked against the records and rebuilt from them. A
+    /// producer reserves before it writes, so every record mmring wrote ends at or
+    /// before `write_pos`: a committed record whose header validates (its checksum
+    /// covers its position) ending past it proves `write_pos` was damaged to a lower
+    /// value. A lost or too low write position becomes the end of the newest record
+    /// the stamps show. The read position can't be rebuilt: a popped record keeps its
     /// committed stamp, so nothing in the region tells the entries still queued from
     /// the ones already delivered. A lost read position is therefore set to the write
     /// position, dropping what lay between rather than delivering anything twice.
@@ -399,17 +403,21 @@ impl<R: Region> RawRing<R> {
         let consistent = |read: u64, write: u64| read <= write && write - read <= region_len;
         let read_valid = position_is_valid(read);
         let write_valid = position_is_valid(write);
-        if read_valid && write_valid && consistent(read, write) {
-            return self.settle_lowered_write(repair, read, write, walk);
+        let intact = self.newest_end_within(MAX_POS, true);
+        let settled = read_valid && write_valid && consistent(read, write);
+        // A write position that moved during the scan belongs to a live ring, whose
+        // newest records may have been written after `write` was loaded.
+        if settled && (intact <= write || self.write_pos().load(Ordering::Acquire) != write) {
+            return (read, write);
         }
-        let newest = self.newest_record_end(false);
+        let newest = self.newest_record_end(intact);
         let new_write = if !write_valid {
             newest.max(if read_valid { read } else { 0 })
         } else if read_valid && consistent(read, newest) {
             // The records agree with the read position: the write position is wrong.
             newest
         } else {
-            write
+            write.max(intact)
         };
         let new_read = if read_valid && consistent(read, new_write) {
             read
@@ -417,13 +425,15 @@ impl<R: Region> RawRing<R> {
             new_write
         };
         if new_write != write {
-            let why = if write_valid {
+            let why = if !write_valid {
+                format!("write position {write} is not a multiple of 8 below 2^62")
+            } else if write < intact {
+                format!("write position {write} is behind the intact record ending at {intact}")
+            } else {
                 format!(
                     "write position {write} is out of reach of the read position {read} \
                      ({region_len}-byte region)"
                 )
-            } else {
-                format!("write position {write} is not a multiple of 8 below 2^62")
             };
             walk.problems.push(Finding {
                 offset: WRITE_POS_OFFSET as u64,
@@ -468,48 +478,6 @@ impl<R: Region> RawRing<R> {
         (new_read, new_write)
     }
 
-    /// Checks plausible positions against the records: a producer reserves before it
-    /// writes, so every record mmring wrote ends at or before `write_pos`. A committed
-    /// record whose header validates (its checksum covers its position) ending past
-    /// `write` proves the write position was damaged to a lower value; it is reset to
-    /// the end of the newest such record, so that no intact entry is taken for a
-    /// damaged one and pushes do not land on records still queued.
-    fn settle_lowered_write(
-        &self,
-        repair: bool,
-        read: u64,
-        write: u64,
-        walk: &mut Walk,
-    ) -> (u64, u64) {
-        let newest = self.newest_record_end(true);
-        let region_len = self.params.region_len;
-        // A write position that moved during the scan belongs to a live ring, whose
-        // newest records may have been written after `write` was loaded.
-        if newest <= write
-            || newest - read > region_len
-            || self.write_pos().load(Ordering::Acquire) != write
-        {
-            return (read, write);
-        }
-        walk.problems.push(Finding {
-            offset: WRITE_POS_OFFSET as u64,
-            field: "write_pos",
-            position: None,
-            message: format!(
-                "write position {write} is behind the intact record ending at {newest}; \
-                 reset to {newest}, the end of the newest record"
-            ),
-            action: Action::Reset {
-                from: write,
-                to: newest,
-            },
-        });
-        if repair {
-            self.write_pos().store(newest, Ordering::Release);
-        }
-        (read, newest)
-    }
-
     /// Committed records with a valid header that start in `from..to`.
     fn count_entries(&self, from: u64, to: u64) -> u64 {
         let mut count = 0;
@@ -526,20 +494,16 @@ impl<R: Region> RawRing<R> {
         count
     }
 
-    /// Where the records say writing stopped. Every word that is a plausible stamp for
-    /// its own offset counts, at its length: a committed record whose header validates
-    /// (an intact one) up to its end, padding to the end of its lap, any other stamp
-    /// by one word. With `intact_only`, only intact records count.
+    /// Where the records say writing stopped, given `intact`, the end of the newest
+    /// intact record (a committed one whose header validates). Every word that is a
+    /// plausible stamp for its own offset counts, at its length: an intact record up
+    /// to its end, padding to the end of its lap, any other stamp by one word.
     ///
     /// Records newer than the newest intact one are ones never finished, less than a
     /// region past it; a stamp further ahead is damage (in a region whose length is a
     /// power of two, a stamp with a flipped high bit still fits its offset) and is not
     /// counted, nor is an end at or past `MAX_POS`, which no valid position reaches.
-    fn newest_record_end(&self, intact_only: bool) -> u64 {
-        let intact = self.newest_end_within(MAX_POS, true);
-        if intact_only {
-            return intact;
-        }
+    fn newest_record_end(&self, intact: u64) -> u64 {
         // Without an intact record there is nothing to measure from (and nothing to
         // lose by trusting any stamp).
         let limit = if intact == 0 {
@@ -551,7 +515,8 @@ impl<R: Region> RawRing<R> {
     }
 
     /// The newest record end at or below `limit` (and below `MAX_POS`) that the stamps
-    /// show, counted as [`newest_record_end`](Self::newest_record_end) describes.
+    /// show, counted as [`newest_record_end`](Self::newest_record_end) describes; with
+    /// `intact_only`, only intact records count.
     fn newest_end_within(&self, limit: u64, intact_only: bool) -> u64 {
         let region_len = self.params.region_len;
         let mut newest = 0;
