@@ -12,7 +12,8 @@
 //! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0;
 //! that `pop --wait` writes out each entry it takes before it waits for the next; and
 //! that `push` refuses an entry longer than the ring takes after reading little more
-//! than that, with `--raw` and by lines.
+//! than that, with `--raw` and by lines; and that `pop` without `--wait` gets past the
+//! record of a producer that died mid-push, after the ring's abandon timeout.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -457,4 +458,52 @@ fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
             "{mode:?}: push read {written} bytes of an entry it can't take"
         );
     }
+}
+
+/// Regression: a producer that died between claiming its record and committing it
+/// blocked `mmring pop` for good. Each reader times a stuck head from when it first
+/// sees it, and a one-shot `pop` gave up within microseconds, printing nothing and
+/// exiting 0 however long ago the producer died, with entries queued behind it (verify
+/// said readers skip it after the abandon timeout). `pop` now gives such a head the
+/// abandon timeout before it reports the ring empty; an empty ring still returns at
+/// once.
+#[test]
+fn pop_gets_past_a_dead_producers_record_after_the_abandon_timeout() {
+    use std::os::unix::fs::FileExt;
+    let (_dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "64KiB", "--abandon-timeout", "200ms"])
+        .assert()
+        .success();
+    let started = Instant::now();
+    mmring()
+        .args(["pop"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "waited on an empty ring"
+    );
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .args(["in flight", "queued"])
+        .assert()
+        .success();
+    // The first record as its producer left it when it died: claimed, not committed
+    // (the stamp at the start of the region holds position 0 and state CLAIMED, 1).
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    let started = Instant::now();
+    mmring()
+        .arg("pop")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("queued\n");
+    assert!(started.elapsed() >= Duration::from_millis(200));
 }
