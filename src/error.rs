@@ -82,6 +82,44 @@ pub enum Error {
         /// What is out of range, and the range.
         what: String,
     },
+
+    /// A bounded wait ended without success: [`Ring::push_timeout`](crate::Ring::push_timeout)
+    /// on an [`OnFull::Block`](crate::OnFull::Block) ring found no room in time.
+    #[error("no room in the ring within {waited:?}; pop entries, or wait longer")]
+    Timeout {
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+
+    /// Entries were removed (popped by a consumer, or evicted by an overwriting push)
+    /// before this [`Subscriber`](crate::Subscriber) read them. Reported once, by the
+    /// next read after it happened; the read after that continues with the oldest
+    /// entry still in the ring.
+    #[error(
+        "the subscriber missed {missed} entries, removed before it read them; it continues \
+         with the oldest live entry (use a larger ring, or read faster)"
+    )]
+    Lapped {
+        /// How many entries were missed since the last report.
+        missed: u64,
+    },
+
+    /// Every slot of the ring's subscriber table is taken.
+    #[error(
+        "all {slots} subscriber slots of the ring are taken; unsubscribe one first \
+         (Ring::subscribers lists them, Ring::unsubscribe frees one)"
+    )]
+    SubscriberTableFull {
+        /// Number of slots in the table.
+        slots: usize,
+    },
+
+    /// The subscriber this handle reads for was unsubscribed (by any process).
+    #[error("subscriber {name:?} no longer exists (it was unsubscribed); subscribe again")]
+    NotSubscribed {
+        /// The subscriber's name.
+        name: String,
+    },
 }
 
 /// `Result` with [`Error`].

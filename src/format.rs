@@ -80,11 +80,11 @@ pub(crate) const EVICTED_OFFSET: usize = PUSHED_OFFSET + 8;
 pub(crate) const READ_POS_OFFSET: usize = 2 * SLOT_LEN;
 /// `u64` atomic counter: entries returned by `pop`.
 pub(crate) const POPPED_OFFSET: usize = READ_POS_OFFSET + 8;
-/// `u32` notification word, reserved for blocking waits; 0 in version 1.
-#[allow(dead_code)] // reserved: documented in FORMAT.md, used by blocking waits
+/// `u32` atomic futex word: bumped (wrapping) by every push or removal that finds
+/// sleepers (DESIGN: Waiting).
 pub(crate) const NOTIFY_OFFSET: usize = 3 * SLOT_LEN;
-/// `u32` number of waiters, reserved for blocking waits; 0 in version 1.
-#[allow(dead_code)] // reserved: documented in FORMAT.md, used by blocking waits
+/// `u32` atomic: threads registered as sleeping, or about to sleep, on `NOTIFY_OFFSET`.
+/// A waiter killed while registered leaves it too high (costs wake calls, never a hang).
 pub(crate) const WAITERS_OFFSET: usize = NOTIFY_OFFSET + 4;
 /// `u64` atomic counter: entries dropped because their TTL had passed.
 pub(crate) const EXPIRED_OFFSET: usize = 4 * SLOT_LEN;
@@ -92,9 +92,53 @@ pub(crate) const EXPIRED_OFFSET: usize = 4 * SLOT_LEN;
 pub(crate) const CORRUPT_OFFSET: usize = EXPIRED_OFFSET + 8;
 /// `u64` atomic counter: reservations skipped because their writer stalled or died.
 pub(crate) const ABANDONED_OFFSET: usize = CORRUPT_OFFSET + 8;
+/// `u64` atomic: bit `i` is set while subscriber slot `i` is active, so that a
+/// removal with no subscribers costs one load (DESIGN: Subscribers).
+pub(crate) const SUB_MASK_OFFSET: usize = 5 * SLOT_LEN;
+/// The first subscriber slot; slots follow each other, `SUB_SLOT_LEN` bytes apart.
+pub(crate) const SUB_SLOTS_OFFSET: usize = SUB_MASK_OFFSET + 64;
+/// Bytes of one subscriber slot.
+pub(crate) const SUB_SLOT_LEN: usize = 96;
+/// Number of subscriber slots.
+pub(crate) const SUB_SLOT_COUNT: usize = 35;
+/// End of the subscriber table; the rest of the header is reserved.
+pub(crate) const SUB_TABLE_END: usize = SUB_SLOTS_OFFSET + SUB_SLOT_COUNT * SUB_SLOT_LEN;
 /// Length of the header; the region starts at this file offset. One 4 KiB page, so
 /// the region is page-aligned and later versions have room for more slots.
 pub(crate) const HEADER_LEN: usize = 4096;
+
+// ---------------------------------------------------------------- subscriber slots
+/// `u64` atomic slot state: `SUB_STATE_*` in bits 0..2, a generation in bits 2..32
+/// (bumped on every claim and release, so a handle notices its slot was freed), and
+/// the CRC32C of the name in bits 32..64 (so a claim publishes which name it is for).
+pub(crate) const SUB_STATE_OFFSET: usize = 0;
+/// `u64` atomic: position of the next record the subscriber reads; moved by the
+/// subscriber and by every removal that passes it.
+pub(crate) const SUB_CURSOR_OFFSET: usize = SUB_STATE_OFFSET + 8;
+/// `u64` atomic: the cursor at the subscriber's last commit (where a restart resumes).
+pub(crate) const SUB_COMMITTED_OFFSET: usize = SUB_CURSOR_OFFSET + 8;
+/// `u64` atomic: entries removed (popped or evicted) while the cursor was at them.
+pub(crate) const SUB_MISSED_OFFSET: usize = SUB_COMMITTED_OFFSET + 8;
+/// `u64` atomic: the part of `missed` already reported to the subscriber.
+pub(crate) const SUB_REPORTED_OFFSET: usize = SUB_MISSED_OFFSET + 8;
+/// `u64` atomic: when the subscriber last read or committed, wall-clock ms.
+pub(crate) const SUB_ACTIVE_MS_OFFSET: usize = SUB_REPORTED_OFFSET + 8;
+/// `u32` length of the name in bytes, 1 to `SUB_NAME_MAX`.
+pub(crate) const SUB_NAME_LEN_OFFSET: usize = SUB_ACTIVE_MS_OFFSET + 8;
+/// `u32` reserved, 0.
+pub(crate) const SUB_RESERVED_OFFSET: usize = SUB_NAME_LEN_OFFSET + 4;
+/// The name, UTF-8, `name_len` bytes, zero-filled after.
+pub(crate) const SUB_NAME_OFFSET: usize = SUB_RESERVED_OFFSET + 4;
+/// Longest subscriber name in bytes.
+pub(crate) const SUB_NAME_MAX: usize = SUB_SLOT_LEN - SUB_NAME_OFFSET;
+/// Slot state: unused.
+pub(crate) const SUB_STATE_FREE: u64 = 0;
+/// Slot state: taken by a subscribe call that is writing the name and cursors.
+pub(crate) const SUB_STATE_CLAIMING: u64 = 1;
+/// Slot state: a subscriber; name and cursors are valid.
+pub(crate) const SUB_STATE_ACTIVE: u64 = 2;
+/// Mask of the state bits of a slot state word.
+pub(crate) const SUB_STATE_MASK: u64 = 3;
 
 // ---------------------------------------------------------------- records
 /// Records start on 8-byte boundaries so that every stamp is an aligned `u64`.
@@ -138,6 +182,8 @@ pub(crate) const STATE_SKIPPED: u64 = 5;
 pub(crate) const POLICY_OVERWRITE: u32 = 0;
 /// `OnFull::Reject` in the header.
 pub(crate) const POLICY_REJECT: u32 = 1;
+/// `OnFull::Block` in the header.
+pub(crate) const POLICY_BLOCK: u32 = 2;
 
 /// Smallest region accepted: room for a few records and the 2x rule of
 /// `max_entry_size`.
@@ -155,7 +201,12 @@ const _: () = {
     assert!(STATIC_HEADER_LEN == 64);
     assert!(WRITE_POS_OFFSET % SLOT_LEN == 0 && READ_POS_OFFSET % SLOT_LEN == 0);
     assert!(WRITE_POS_OFFSET >= STATIC_HEADER_LEN);
-    assert!(ABANDONED_OFFSET + 8 <= HEADER_LEN);
+    assert!(ABANDONED_OFFSET + 8 <= SUB_MASK_OFFSET);
+    assert!(NOTIFY_OFFSET % 4 == 0 && WAITERS_OFFSET % 4 == 0);
+    assert!(SUB_MASK_OFFSET % SLOT_LEN == 0 && SUB_SLOTS_OFFSET % 8 == 0);
+    assert!(SUB_SLOT_LEN % 8 == 0 && SUB_SLOT_COUNT >= 32 && SUB_SLOT_COUNT <= 64);
+    assert!(SUB_TABLE_END <= HEADER_LEN);
+    assert!(SUB_NAME_OFFSET + SUB_NAME_MAX == SUB_SLOT_LEN);
     assert!(REC_HEADER_LEN == 56);
     assert!(REC_HEADER_LEN % RECORD_ALIGN as usize == 0);
     assert!(REC_CLAIM_OFFSET % 8 == 0 && REC_STAMP_OFFSET % 8 == 0);
@@ -195,6 +246,28 @@ pub(crate) fn claim_data_len(claim: u64) -> u32 {
     (claim & 0xffff_ffff) as u32
 }
 
+/// File offset of field `field` (`SUB_*_OFFSET`) of subscriber slot `slot`.
+pub(crate) fn sub_field_off(slot: usize, field: usize) -> usize {
+    debug_assert!(slot < SUB_SLOT_COUNT && field < SUB_SLOT_LEN);
+    SUB_SLOTS_OFFSET + slot * SUB_SLOT_LEN + field
+}
+
+/// A subscriber slot state word.
+pub(crate) fn sub_state(state: u64, generation: u64, name_crc: u32) -> u64 {
+    debug_assert!(state & !SUB_STATE_MASK == 0);
+    (u64::from(name_crc) << 32) | ((generation & 0x3fff_ffff) << 2) | state
+}
+
+/// The generation of a slot state word.
+pub(crate) fn sub_generation(word: u64) -> u64 {
+    (word >> 2) & 0x3fff_ffff
+}
+
+/// The name checksum of a slot state word.
+pub(crate) fn sub_name_crc(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
 /// Bytes a record with `data_len` payload bytes occupies in the region.
 pub(crate) fn record_len(data_len: u32) -> u64 {
     (REC_HEADER_LEN as u64 + u64::from(data_len)).next_multiple_of(RECORD_ALIGN)
@@ -215,6 +288,8 @@ pub(crate) enum Policy {
     Overwrite,
     /// Fail the push.
     Reject,
+    /// Wait for room (the push fails inside the ring as with `Reject`; the caller waits).
+    Block,
 }
 
 /// The static part of the file header, decoded.
@@ -292,6 +367,7 @@ impl Header {
         let policy = match self.policy {
             Policy::Overwrite => POLICY_OVERWRITE,
             Policy::Reject => POLICY_REJECT,
+            Policy::Block => POLICY_BLOCK,
         };
         b[ON_FULL_OFFSET..][..4].copy_from_slice(&policy.to_le_bytes());
         b[ABANDON_MS_OFFSET..][..4].copy_from_slice(&self.abandon_ms.to_le_bytes());
@@ -368,10 +444,11 @@ impl Header {
         let policy = match u32_at(bytes, ON_FULL_OFFSET) {
             POLICY_OVERWRITE => Policy::Overwrite,
             POLICY_REJECT => Policy::Reject,
+            POLICY_BLOCK => Policy::Block,
             other => {
                 return Err(corrupt(
                     ON_FULL_OFFSET,
-                    format!("on_full is {other}, expected 0 (overwrite) or 1 (reject)"),
+                    format!("on_full is {other}, expected 0 (overwrite), 1 (reject) or 2 (block)"),
                 ));
             }
         };

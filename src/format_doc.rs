@@ -255,17 +255,75 @@ fn atomic_slot_table_matches_the_constants() {
             ("expired", EXPIRED_OFFSET, 8),
             ("corrupt", CORRUPT_OFFSET, 8),
             ("abandoned", ABANDONED_OFFSET, 8),
+            ("sub_mask", SUB_MASK_OFFSET, 8),
+            ("sub_slots", SUB_SLOTS_OFFSET, SUB_SLOT_COUNT * SUB_SLOT_LEN),
         ],
     );
     assert_tiles("header-slots", &fields, STATIC_HEADER_LEN, HEADER_LEN);
+    let last_reserved = fields.last().expect("a final reserved row");
+    assert_eq!(
+        (last_reserved.name.as_str(), last_reserved.offset),
+        ("reserved", SUB_TABLE_END)
+    );
     for (field, slot) in [
         ("write_pos", 1),
         ("read_pos", 2),
         ("notify", 3),
         ("expired", 4),
+        ("sub_mask", 5),
     ] {
         let offset = fields.iter().find(|f| f.name == field).map(|f| f.offset);
         assert_eq!(offset, Some(slot * SLOT_LEN), "{field} opens slot {slot}");
+    }
+}
+
+#[test]
+fn subscriber_slot_table_matches_the_constants() {
+    let fields = fields("subscriber-slot");
+    assert_fields(
+        "subscriber-slot",
+        &fields,
+        &[
+            ("state", SUB_STATE_OFFSET, 8),
+            ("cursor", SUB_CURSOR_OFFSET, 8),
+            ("committed", SUB_COMMITTED_OFFSET, 8),
+            ("missed", SUB_MISSED_OFFSET, 8),
+            ("reported", SUB_REPORTED_OFFSET, 8),
+            ("active_ms", SUB_ACTIVE_MS_OFFSET, 8),
+            ("name_len", SUB_NAME_LEN_OFFSET, 4),
+            ("name", SUB_NAME_OFFSET, SUB_NAME_MAX),
+        ],
+    );
+    let reserved: Vec<_> = fields.iter().filter(|f| f.name == "reserved").collect();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(
+        (reserved[0].offset, reserved[0].size),
+        (SUB_RESERVED_OFFSET, Some(4))
+    );
+    assert_tiles("subscriber-slot", &fields, 0, SUB_SLOT_LEN);
+}
+
+#[test]
+fn subscriber_state_table_matches_the_constants() {
+    let table = table("subscriber-states");
+    let documented: Vec<(String, u64)> = table
+        .rows
+        .iter()
+        .map(|row| {
+            let value = number(table.cell(row, "value")).expect("a state value");
+            let state = ticked(table.cell(row, "state")).expect("a state name");
+            (state.to_string(), value)
+        })
+        .collect();
+    let expected = [
+        ("FREE", SUB_STATE_FREE),
+        ("CLAIMING", SUB_STATE_CLAIMING),
+        ("ACTIVE", SUB_STATE_ACTIVE),
+    ]
+    .map(|(name, value)| (name.to_string(), value));
+    assert_eq!(documented, expected);
+    for (_, value) in &expected {
+        assert_eq!(value & !SUB_STATE_MASK, 0);
     }
 }
 
@@ -371,6 +429,10 @@ fn constant_table_matches_the_constants() {
         ("MAX_POS", MAX_POS),
         ("ON_FULL_OVERWRITE", u64::from(POLICY_OVERWRITE)),
         ("ON_FULL_REJECT", u64::from(POLICY_REJECT)),
+        ("ON_FULL_BLOCK", u64::from(POLICY_BLOCK)),
+        ("SUB_SLOT_LEN", SUB_SLOT_LEN as u64),
+        ("SUB_SLOT_COUNT", SUB_SLOT_COUNT as u64),
+        ("SUB_NAME_MAX", SUB_NAME_MAX as u64),
         ("CRC32C_CHECK", u64::from(crc32c::crc32c(b"123456789"))),
     ]
     .into_iter()

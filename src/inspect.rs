@@ -91,7 +91,13 @@ fn checker(region: MmapRegion, header: &Header) -> RawRing<MmapRegion> {
         default_ttl_secs: header.default_ttl_secs,
         abandon_ms: header.abandon_ms,
     };
-    RawRing::for_check(region, params, std::process::id(), Box::new(SystemClock))
+    RawRing::for_check(
+        region,
+        params,
+        std::process::id(),
+        Box::new(SystemClock),
+        Box::new(crate::wait::SystemFutex),
+    )
 }
 
 /// Checks the ring file at `path` without changing it: the header's fields and

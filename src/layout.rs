@@ -21,8 +21,8 @@ use crate::format::{
     READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_DATA_CRC_OFFSET, REC_DATA_LEN_OFFSET, REC_ID_OFFSET,
     REC_META_CRC_OFFSET, REC_STAMP_OFFSET, REC_TTL_OFFSET, REC_VERSION_OFFSET,
     REC_WRITE_TIME_OFFSET, REGION_LEN_OFFSET, RESERVED_OFFSET, STATE_ABANDONED, STATE_CLAIMED,
-    STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, VERSION_OFFSET, WAITERS_OFFSET,
-    WRITE_POS_OFFSET,
+    STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, SUB_MASK_OFFSET, SUB_SLOT_COUNT,
+    SUB_SLOT_LEN, SUB_SLOTS_OFFSET, VERSION_OFFSET, WAITERS_OFFSET, WRITE_POS_OFFSET,
 };
 
 /// Length of the file header; the record region starts at this file offset.
@@ -36,7 +36,7 @@ pub const STATIC_HEADER_LEN: usize = crate::format::STATIC_HEADER_LEN;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FieldKind {
-    /// A byte string (the magic).
+    /// A byte string (the magic, the subscriber slots).
     Bytes,
     /// A little-endian `u32`.
     U32,
@@ -70,6 +70,16 @@ impl Field {
             offset,
             size,
             kind,
+        }
+    }
+
+    /// A byte string of `size` bytes.
+    const fn bytes(name: &'static str, offset: usize, size: usize) -> Field {
+        Field {
+            name,
+            offset,
+            size,
+            kind: FieldKind::Bytes,
         }
     }
 
@@ -111,6 +121,8 @@ pub const HEADER_FIELDS: &[Field] = &[
     Field::new("expired", EXPIRED_OFFSET, FieldKind::U64),
     Field::new("corrupt", CORRUPT_OFFSET, FieldKind::U64),
     Field::new("abandoned", ABANDONED_OFFSET, FieldKind::U64),
+    Field::new("sub_mask", SUB_MASK_OFFSET, FieldKind::U64),
+    Field::bytes("sub_slots", SUB_SLOTS_OFFSET, SUB_SLOT_COUNT * SUB_SLOT_LEN),
 ];
 
 /// The fields of a record header, in offset order; the payload (`data`) follows at

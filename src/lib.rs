@@ -7,8 +7,16 @@
 //! processes map the file and [`push`](Ring::push), [`pop`](Ring::pop) and
 //! [`peek`](Ring::peek) concurrently without locks or system calls. A full ring
 //! overwrites its oldest entries ([`OnFull::Overwrite`], the default) or refuses the
-//! push ([`OnFull::Reject`]). Entries may carry a TTL; expired entries are never
-//! returned. A process killed at any point leaves a ring that the others recover.
+//! push ([`OnFull::Reject`]), or makes it wait for room ([`OnFull::Block`]). Entries
+//! may carry a TTL; expired entries are never returned. A process killed at any point
+//! leaves a ring that the others recover.
+//!
+//! Waiting costs no CPU: [`pop_timeout`](Ring::pop_timeout),
+//! [`pop_blocking`](Ring::pop_blocking) and block-mode pushes sleep on a futex in the
+//! file, woken by the push or pop of any process; while nobody waits, pushes and pops
+//! make no system call. Besides `pop`'s queue, a ring serves up to 35 persistent
+//! named [`Subscriber`]s, each seeing every entry in order with its own cursor in the
+//! file, and in-memory [`Follower`]s.
 //!
 //! ```
 //! # fn main() -> Result<(), mmring::Error> {
@@ -54,7 +62,9 @@ mod format;
 mod format_doc;
 mod region;
 mod ring;
+mod sub_table;
 mod sync;
+mod wait;
 
 #[cfg(not(loom))]
 mod clock;
@@ -71,6 +81,8 @@ mod map;
 mod options;
 #[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
+mod subscriber;
 
 #[cfg(loom)]
 #[doc(hidden)]
@@ -90,11 +102,15 @@ mod api {
     pub use crate::inspect::{repair, verify};
     pub use crate::options::{OnFull, Options};
     pub use crate::stats::Stats;
+    pub use crate::subscriber::{Follower, Subscriber, SubscriberInfo};
 
+    use crate::format::Policy;
     use crate::format::{Header, REC_HEADER_LEN};
     use crate::map::{self, MmapRegion};
     use crate::ring::{Params, RawRing};
+    use crate::wait::SystemFutex;
     use crate::{Error, Result, clock::SystemClock, options::ttl_secs};
+    use std::time::Instant;
 
     /// A handle on a ring file. `Send + Sync`: share one handle between threads (by
     /// reference or `Arc`); each process opens its own.
@@ -108,7 +124,7 @@ mod api {
     /// SIGBUS. Ring files are created with mode 0600 and preallocated; don't let other
     /// programs resize them (docs/OPERATIONS.md says exactly what happens if they do).
     pub struct Ring {
-        raw: RawRing<MmapRegion>,
+        pub(crate) raw: RawRing<MmapRegion>,
         path: PathBuf,
     }
 
@@ -134,7 +150,13 @@ mod api {
                 default_ttl_secs: header.default_ttl_secs,
                 abandon_ms: header.abandon_ms,
             };
-            let raw = RawRing::new(region, params, std::process::id(), Box::new(SystemClock))?;
+            let raw = RawRing::new(
+                region,
+                params,
+                std::process::id(),
+                Box::new(SystemClock),
+                Box::new(SystemFutex),
+            )?;
             Ok(Ring {
                 raw,
                 path: path.to_path_buf(),
@@ -178,15 +200,26 @@ mod api {
             &self.path
         }
 
-        /// Appends an entry with the ring's default TTL and returns its unique ID.
+        /// Appends an entry with the ring's default TTL and returns its unique ID. In
+        /// an [`OnFull::Block`] ring, waits (asleep) until there is room.
         ///
         /// # Errors
         /// [`Error::TooLarge`] if `data` exceeds [`max_entry_size`](Ring::max_entry_size);
         /// [`Error::Full`] if the ring is full and its policy is [`OnFull::Reject`];
         /// [`Error::Corrupt`] if the ring's positions were damaged. Nothing is changed
         /// when an error is returned.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// let first = ring.push(b"one")?;
+        /// assert!(ring.push(b"two")? > first, "IDs grow in push order");
+        /// # Ok(()) }
+        /// ```
         pub fn push(&self, data: &[u8]) -> Result<u64> {
-            self.raw.push(data, self.raw.params().default_ttl_secs)
+            self.push_until(data, self.raw.params().default_ttl_secs, None)
         }
 
         /// Appends an entry that expires `ttl` after now (`Duration::ZERO`: never),
@@ -196,7 +229,55 @@ mod api {
         /// As [`push`](Ring::push), and [`Error::InvalidArgument`] for a TTL over
         /// `u32::MAX` seconds.
         pub fn push_with_ttl(&self, data: &[u8], ttl: Duration) -> Result<u64> {
-            self.raw.push(data, ttl_secs(ttl)?)
+            self.push_until(data, ttl_secs(ttl)?, None)
+        }
+
+        /// Like [`push`](Ring::push), but an [`OnFull::Block`] ring waits at most
+        /// `timeout` for room. Other rings don't wait: the same as `push`.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`] if a block-mode ring had no room within `timeout`
+        /// (nothing was pushed); otherwise as [`push`](Ring::push).
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// use mmring::{Error, OnFull, Options};
+        /// use std::time::Duration;
+        ///
+        /// let ring = Options::new().size(8192).on_full(OnFull::Block).create(dir.path().join("r"))?;
+        /// let big = vec![0u8; ring.max_entry_size()];
+        /// ring.push(&big)?;
+        /// ring.push(&big)?;
+        /// let full = ring.push_timeout(&big, Duration::from_millis(20));
+        /// assert!(matches!(full, Err(Error::Timeout { .. })));
+        /// # Ok(()) }
+        /// ```
+        pub fn push_timeout(&self, data: &[u8], timeout: Duration) -> Result<u64> {
+            let deadline = Instant::now().checked_add(timeout);
+            match deadline {
+                Some(deadline) => {
+                    self.push_until(data, self.raw.params().default_ttl_secs, Some(deadline))
+                }
+                None => self.push(data),
+            }
+            .map_err(|e| match e {
+                Error::Timeout { .. } => Error::Timeout { waited: timeout },
+                other => other,
+            })
+        }
+
+        fn push_until(&self, data: &[u8], ttl: u32, deadline: Option<Instant>) -> Result<u64> {
+            if self.raw.params().policy != Policy::Block {
+                return self.raw.push(data, ttl);
+            }
+            let started = Instant::now();
+            self.raw
+                .push_wait(data, ttl, deadline)?
+                .ok_or_else(|| Error::Timeout {
+                    waited: started.elapsed(),
+                })
         }
 
         /// Removes and returns the oldest live entry; `None` when there is none ready.
@@ -210,6 +291,142 @@ mod api {
         pub fn pop(&self) -> Result<Option<Entry>> {
             let mut data = Vec::new();
             Ok(self.pop_into(&mut data)?.map(|info| Entry::new(info, data)))
+        }
+
+        /// Like [`pop`](Ring::pop), but waits up to `timeout` for an entry: it spins
+        /// briefly, then sleeps on a futex in the ring file, woken by a push from any
+        /// process. `None` if no entry came in time.
+        ///
+        /// # Errors
+        /// As [`pop`](Ring::pop).
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// use std::time::Duration;
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// assert!(ring.pop_timeout(Duration::from_millis(10))?.is_none());
+        /// ring.push(b"now")?;
+        /// assert_eq!(ring.pop_timeout(Duration::from_secs(1))?.unwrap().data(), b"now");
+        /// # Ok(()) }
+        /// ```
+        pub fn pop_timeout(&self, timeout: Duration) -> Result<Option<Entry>> {
+            let mut data = Vec::new();
+            let deadline = Instant::now().checked_add(timeout);
+            Ok(self
+                .raw
+                .pop_wait(&mut data, deadline)?
+                .map(|meta| Entry::new(meta.into(), data)))
+        }
+
+        /// Like [`pop`](Ring::pop), but waits (asleep, after a brief spin) as long as
+        /// it takes for an entry.
+        ///
+        /// # Errors
+        /// As [`pop`](Ring::pop).
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// std::thread::scope(|s| {
+        ///     s.spawn(|| ring.push(b"later"));
+        ///     assert_eq!(ring.pop_blocking().unwrap().data(), b"later");
+        /// });
+        /// # Ok(()) }
+        /// ```
+        pub fn pop_blocking(&self) -> Result<Entry> {
+            let mut data = Vec::new();
+            loop {
+                if let Some(meta) = self.raw.pop_wait(&mut data, None)? {
+                    return Ok(Entry::new(meta.into(), data));
+                }
+            }
+        }
+
+        /// Attaches to the persistent subscriber `name`, creating it if it does not
+        /// exist; a new subscriber starts at the oldest live entry, an existing one
+        /// resumes after its last [`commit`](Subscriber::commit). See [`Subscriber`].
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] for a name that is empty or longer than 40
+        /// bytes; [`Error::SubscriberTableFull`] when all 35 slots are taken.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.push(b"e")?;
+        /// let mut a = ring.subscribe("a")?;
+        /// let mut b = ring.subscribe("b")?;
+        /// assert_eq!(a.next()?.unwrap().data(), b"e");
+        /// assert_eq!(b.next()?.unwrap().data(), b"e", "each subscriber sees every entry");
+        /// # Ok(()) }
+        /// ```
+        pub fn subscribe(&self, name: &str) -> Result<Subscriber<'_>> {
+            let slot = self.raw.subscribe(name)?;
+            Ok(Subscriber::new(self, name, slot))
+        }
+
+        /// The ring's subscribers, in slot order.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.subscribe("audit")?;
+        /// assert_eq!(ring.subscribers()[0].name, "audit");
+        /// # Ok(()) }
+        /// ```
+        pub fn subscribers(&self) -> Vec<SubscriberInfo> {
+            self.raw
+                .subscribers()
+                .into_iter()
+                .map(SubscriberInfo::from)
+                .collect()
+        }
+
+        /// Removes the subscriber `name` and frees its slot; `false` if there was
+        /// none. Handles of it still in use fail with [`Error::NotSubscribed`].
+        ///
+        /// # Errors
+        /// None today; the `Result` leaves room for checks of the file.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.subscribe("gone")?;
+        /// assert!(ring.unsubscribe("gone")?);
+        /// assert!(!ring.unsubscribe("gone")?);
+        /// # Ok(()) }
+        /// ```
+        pub fn unsubscribe(&self, name: &str) -> Result<bool> {
+            self.raw.unsubscribe(name)
+        }
+
+        /// A [`Follower`]: reads entries from the oldest live one on, without
+        /// removing them and without writing to the file.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.push(b"seen by all")?;
+        /// let (mut a, mut b) = (ring.follow(), ring.follow());
+        /// assert_eq!(a.next()?.unwrap().data(), b.next()?.unwrap().data());
+        /// assert_eq!(ring.len(), 1);
+        /// # Ok(()) }
+        /// ```
+        pub fn follow(&self) -> Follower<'_> {
+            let start = self.raw.positions().map_or(0, |(read, _)| read);
+            Follower::new(self, start)
         }
 
         /// Like [`pop`](Ring::pop), but copies the payload into `buf` (replacing its

@@ -9,6 +9,7 @@ use crate::Result;
 use crate::format::{HEADER_LEN, Header, Policy};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Clock, Params, RawRing};
+use crate::sub_table::{SlotRef, SubStep};
 
 /// A clock whose monotonic time advances 1 ms per reading, so a stalled head is
 /// abandoned after `abandon_ms` readings: loom explores both sides of the timeout.
@@ -34,6 +35,15 @@ impl LoomRing {
         } else {
             Policy::Reject
         };
+        LoomRing::with_policy(region_len, policy, abandon_ms)
+    }
+
+    /// A ring in block mode (`OnFull::Block`): a push waits for room.
+    pub fn blocking(region_len: u64, abandon_ms: u32) -> LoomRing {
+        LoomRing::with_policy(region_len, Policy::Block, abandon_ms)
+    }
+
+    fn with_policy(region_len: u64, policy: Policy, abandon_ms: u32) -> LoomRing {
         let file_len = HEADER_LEN as u64 + region_len;
         let header = Header::new(file_len, 0, policy, abandon_ms, 0);
         let region = HeapRegion::new(file_len as usize);
@@ -45,11 +55,36 @@ impl LoomRing {
             abandon_ms,
         };
         let clock = Box::new(TickingClock(AtomicU64::new(0)));
-        LoomRing(RawRing::new(region, params, 1, clock).expect("fresh ring"))
+        let futex = Box::new(crate::wait::LoomFutex::new());
+        LoomRing(RawRing::new(region, params, 1, clock, futex).expect("fresh ring"))
     }
 
     pub fn push(&self, data: &[u8]) -> Result<u64> {
         self.0.push(data, 0)
+    }
+
+    /// Pushes, waiting on the futex model while a block-mode ring is full.
+    pub fn push_blocking(&self, data: &[u8]) -> Result<u64> {
+        loop {
+            if let Some(id) = self.0.push_wait(data, 0, None)? {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Pops, waiting on the futex model while the ring is empty.
+    pub fn pop_blocking(&self) -> Result<(u64, Vec<u8>)> {
+        let mut buf = Vec::new();
+        loop {
+            if let Some(meta) = self.0.pop_wait(&mut buf, None)? {
+                return Ok((meta.id, buf));
+            }
+        }
+    }
+
+    /// The number of registered waiters (0 once every wait has returned).
+    pub fn waiters(&self) -> u32 {
+        self.0.waiting().waiters.load(crate::sync::Ordering::SeqCst)
     }
 
     pub fn pop(&self) -> Result<Option<(u64, Vec<u8>)>> {
@@ -73,6 +108,30 @@ impl LoomRing {
         self.0.reserve_and_claim_only(data_len)
     }
 
+    /// Creates (or attaches to) the subscriber `name`.
+    pub fn subscribe(&self, name: &str) -> Result<LoomSubscriber> {
+        Ok(LoomSubscriber {
+            slot: self.0.subscribe(name)?,
+            name: name.to_owned(),
+        })
+    }
+
+    /// One read of a subscriber: an entry, a lap report, or nothing.
+    pub fn sub_next(&self, sub: &LoomSubscriber) -> Result<SubRead> {
+        let mut buf = Vec::new();
+        let mut damaged_at = None;
+        Ok(
+            match self
+                .0
+                .sub_next(sub.slot, &sub.name, &mut buf, &mut damaged_at)?
+            {
+                SubStep::Entry(meta, _) => SubRead::Entry(meta.id, buf),
+                SubStep::Lapped(missed) => SubRead::Lapped(missed),
+                SubStep::Nothing => SubRead::Nothing,
+            },
+        )
+    }
+
     pub fn evicted(&self) -> u64 {
         self.0.counters().evicted
     }
@@ -80,4 +139,18 @@ impl LoomRing {
     pub fn abandoned(&self) -> u64 {
         self.0.counters().abandoned
     }
+}
+
+/// A subscriber of a [`LoomRing`].
+pub struct LoomSubscriber {
+    slot: SlotRef,
+    name: String,
+}
+
+/// What one subscriber read returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubRead {
+    Entry(u64, Vec<u8>),
+    Lapped(u64),
+    Nothing,
 }

@@ -15,7 +15,7 @@ use memmap2::MmapRaw;
 
 use crate::format::{self, Header, HeaderError, STATIC_HEADER_LEN};
 use crate::region::{self, Region};
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, AtomicU64};
 use crate::{Error, Result};
 
 /// The mapped ring file. Never hands out references to bytes, only atomics (which
@@ -40,6 +40,17 @@ impl Region for MmapRegion {
     fn atomic(&self, off: usize) -> &AtomicU64 {
         region::check_word(off, self.len);
         &self.words()[off / 8]
+    }
+
+    fn atomic_u32(&self, off: usize) -> &AtomicU32 {
+        region::check_word_u32(off, self.len);
+        // Only ever accessed atomically (and by the kernel's futex calls, which read it
+        // atomically too); no other code copies these header bytes while mapped.
+        let word = self.map.as_mut_ptr().wrapping_add(off).cast::<u32>();
+        // SAFETY: check_word_u32 proved off is NOTIFY_OFFSET or WAITERS_OFFSET, both
+        // 4-aligned and inside the header, so on a page-aligned map `word` is aligned,
+        // in bounds, and lives as long as &self.
+        unsafe { AtomicU32::from_ptr(word) }
     }
 
     fn read(&self, off: usize, dst: &mut [u8]) {

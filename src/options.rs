@@ -15,6 +15,10 @@ pub enum OnFull {
     Overwrite,
     /// Fail with [`Error::Full`] and change nothing.
     Reject,
+    /// Wait until consumers free room: [`Ring::push`] sleeps (without using CPU) until
+    /// the entry fits; [`Ring::push_timeout`] bounds the wait. Subscribers never
+    /// hold space: only [`Ring::pop`] (and expiry) frees it.
+    Block,
 }
 
 impl From<OnFull> for Policy {
@@ -22,6 +26,7 @@ impl From<OnFull> for Policy {
         match on_full {
             OnFull::Overwrite => Policy::Overwrite,
             OnFull::Reject => Policy::Reject,
+            OnFull::Block => Policy::Block,
         }
     }
 }
@@ -31,6 +36,7 @@ impl From<Policy> for OnFull {
         match policy {
             Policy::Overwrite => OnFull::Overwrite,
             Policy::Reject => OnFull::Reject,
+            Policy::Block => OnFull::Block,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! using it as an offset; the checks here are the last line of defence against a bug
 //! in the ring itself, so they panic rather than touch memory out of bounds.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::format::{NOTIFY_OFFSET, WAITERS_OFFSET};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Memory shared with other threads and processes.
 pub(crate) trait Region: Send + Sync {
@@ -16,6 +17,9 @@ pub(crate) trait Region: Send + Sync {
     fn len(&self) -> usize;
     /// The 8-byte-aligned word at `off` as an atomic.
     fn atomic(&self, off: usize) -> &AtomicU64;
+    /// The 4-byte-aligned word at `off` as an atomic. Only the two 32-bit words of the
+    /// format use it: the futex word and the waiter count (DESIGN: Waiting).
+    fn atomic_u32(&self, off: usize) -> &AtomicU32;
     /// Copies `dst.len()` bytes starting at `off` into `dst`. The bytes may be
     /// changed concurrently by a writer that lapped the reader; the caller validates
     /// the copy afterwards (see docs/DESIGN.md, "Reading a record").
@@ -30,6 +34,16 @@ pub(crate) fn check_range(off: usize, len: usize, region_len: usize) {
         off.checked_add(len).is_some_and(|end| end <= region_len),
         "mmring bug: access {off}+{len} outside a {region_len}-byte region"
     );
+}
+
+/// Panics unless `off` is one of the format's two 32-bit atomics (inside the header,
+/// 4-aligned).
+pub(crate) fn check_word_u32(off: usize, region_len: usize) {
+    assert!(
+        off == NOTIFY_OFFSET || off == WAITERS_OFFSET,
+        "mmring bug: 32-bit atomic at offset {off}"
+    );
+    check_range(off, 4, region_len);
 }
 
 /// Panics unless `off` is an aligned word inside a region of `region_len` bytes.
@@ -112,6 +126,10 @@ pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
 #[cfg_attr(not(any(test, loom)), allow(dead_code))]
 pub(crate) struct HeapRegion {
     words: Box<[AtomicU64]>,
+    /// The futex word and the waiter count. Kept apart from `words` because loom has
+    /// no mixed-size atomics; `read` and `write` don't see them (nothing copies the
+    /// header bytes they occupy).
+    wait_words: [AtomicU32; 2],
 }
 
 #[cfg_attr(not(any(test, loom)), allow(dead_code))]
@@ -120,6 +138,7 @@ impl HeapRegion {
     pub(crate) fn new(len: usize) -> HeapRegion {
         HeapRegion {
             words: (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
+            wait_words: [AtomicU32::new(0), AtomicU32::new(0)],
         }
     }
 }
@@ -132,6 +151,11 @@ impl Region for HeapRegion {
     fn atomic(&self, off: usize) -> &AtomicU64 {
         check_word(off, self.len());
         &self.words[off / 8]
+    }
+
+    fn atomic_u32(&self, off: usize) -> &AtomicU32 {
+        check_word_u32(off, self.len());
+        &self.wait_words[usize::from(off == WAITERS_OFFSET)]
     }
 
     fn read(&self, off: usize, dst: &mut [u8]) {

@@ -18,12 +18,14 @@
 
 use crate::format::{
     self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN,
-    POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_HEADER_LEN,
-    RECORD_ALIGN, RecordHeaderBytes, RecordMeta, STATE_ABANDONED, STATE_CLAIMED, STATE_COMMITTED,
-    STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
+    NOTIFY_OFFSET, POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET,
+    REC_HEADER_LEN, RECORD_ALIGN, RecordHeaderBytes, RecordMeta, STATE_ABANDONED, STATE_CLAIMED,
+    STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
 };
 use crate::region::Region;
+use crate::sub_table;
 use crate::sync::{self, AtomicU64, Ordering, fence};
+use crate::wait::{Futex, Waiting};
 use crate::{Error, Result};
 use crossbeam_utils::CachePadded;
 
@@ -85,6 +87,8 @@ pub(crate) struct RawRing<R> {
     max_data: u32,
     pid: u32,
     clock: Box<dyn Clock>,
+    /// How waiting handles sleep and are woken (DESIGN: Waiting).
+    futex: Box<dyn Futex>,
     /// A recent `read_pos`; stale values are only ever too small (positions grow),
     /// which makes a producer refresh it, never overrun. Release/Acquire so a thread
     /// using another thread's cached value inherits its synchronization with the
@@ -102,7 +106,13 @@ pub(crate) struct RawRing<R> {
 impl<R: Region> RawRing<R> {
     /// A handle on the ring in `region`, whose header has been validated to hold
     /// `params`. Positions are validated here too.
-    pub(crate) fn new(region: R, params: Params, pid: u32, clock: Box<dyn Clock>) -> Result<Self> {
+    pub(crate) fn new(
+        region: R,
+        params: Params,
+        pid: u32,
+        clock: Box<dyn Clock>,
+        futex: Box<dyn Futex>,
+    ) -> Result<Self> {
         debug_assert_eq!(region.len() as u64, HEADER_LEN as u64 + params.region_len);
         let ring = RawRing {
             max_data: format::max_data_len(params.region_len),
@@ -110,6 +120,7 @@ impl<R: Region> RawRing<R> {
             params,
             pid,
             clock,
+            futex,
             cached_read: CachePadded::new(AtomicU64::new(0)),
             cached_write: CachePadded::new(AtomicU64::new(0)),
             stall_pos: AtomicU64::new(0),
@@ -136,8 +147,27 @@ impl<R: Region> RawRing<R> {
 
     // ------------------------------------------------------------ addressing
 
-    fn word(&self, off: usize) -> &AtomicU64 {
+    pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
         self.region.atomic(off)
+    }
+
+    /// The wait protocol's words in this ring's header, and this handle's futex.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            notify: self.region.atomic_u32(NOTIFY_OFFSET),
+            waiters: self.region.atomic_u32(WAITERS_OFFSET),
+            futex: &*self.futex,
+        }
+    }
+
+    /// Wall-clock milliseconds, from this handle's clock.
+    pub(crate) fn wall_ms(&self) -> u64 {
+        self.clock.wall_ms()
+    }
+
+    /// Monotonic milliseconds, from this handle's clock.
+    pub(crate) fn mono_ms(&self) -> u64 {
+        self.clock.mono_ms()
     }
 
     fn write_pos(&self) -> &AtomicU64 {
@@ -235,14 +265,25 @@ impl<R: Region> RawRing<R> {
     }
 
     /// Moves `read_pos` from `from` to `to`; false if someone else moved it first.
-    fn advance_read(&self, from: u64, to: u64) -> bool {
+    /// `entry`: the range is a committed entry removed unread (popped or evicted, not
+    /// expired), which a subscriber whose cursor is at it counts as missed.
+    fn advance_read(&self, from: u64, to: u64, entry: bool) -> bool {
         debug_assert!(from < to);
+        // Subscribers first, so that no cursor is ever behind read_pos (DESIGN:
+        // Subscribers). One load when there are none.
+        sub_table::pass(&self.region, from, to, entry);
         // SYNC(free): Release publishes that this consumer has finished reading
         // [from, to), so a producer that Acquires the new read_pos may overwrite it.
         // Acquire: we continue from state other consumers published.
-        self.read_pos()
+        let moved = self
+            .read_pos()
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if moved && self.params.policy == Policy::Block {
+            // Producers may be waiting for this space.
+            self.waiting().notify();
+        }
+        moved
     }
 
     // ------------------------------------------------------------ push
@@ -299,9 +340,37 @@ impl<R: Region> RawRing<R> {
                 )
                 .is_ok()
             {
+                // Consumers, subscribers and followers may be waiting for an entry.
+                self.waiting().notify();
                 return Ok(pos);
             }
         }
+    }
+
+    /// `push`, waiting while the ring is full (block mode) until `deadline`; `None`
+    /// when it passed. DESIGN: Waiting.
+    pub(crate) fn push_wait(
+        &self,
+        data: &[u8],
+        ttl_secs: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<u64>> {
+        self.waiting()
+            .until(deadline, || match self.push(data, ttl_secs) {
+                Ok(id) => Ok(Some(id)),
+                Err(Error::Full) => Ok(None),
+                Err(e) => Err(e),
+            })
+    }
+
+    /// `pop_into`, waiting while the ring is empty until `deadline`; `None` when it
+    /// passed. DESIGN: Waiting.
+    pub(crate) fn pop_wait(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<RecordMeta>> {
+        self.waiting().until(deadline, || self.pop_into(buf))
     }
 
     /// CASes the stamp at `pos`, which we reserved, from its stale value to
@@ -380,7 +449,8 @@ impl<R: Region> RawRing<R> {
                     match self.make_room(read)? {
                         Head::Moved | Head::Damaged(_) => continue,
                         Head::Empty | Head::Stuck => match self.params.policy {
-                            Policy::Reject => return Err(Error::Full),
+                            // Block mode waits outside (push_wait), retrying the push.
+                            Policy::Reject | Policy::Block => return Err(Error::Full),
                             Policy::Overwrite => {
                                 // The oldest record is still being written: wait for
                                 // its producer (make_room abandons it on timeout).
@@ -429,7 +499,7 @@ impl<R: Region> RawRing<R> {
                         let end = read + format::record_len(meta.data_len);
                         #[cfg(feature = "crash-points")]
                         crate::crash::point("evict-before-advance");
-                        if self.within_written(end) && self.advance_read(read, end) {
+                        if self.within_written(end) && self.advance_read(read, end, !expired) {
                             self.count(if expired {
                                 EXPIRED_OFFSET
                             } else {
@@ -508,9 +578,10 @@ impl<R: Region> RawRing<R> {
             self.region.read(self.rec_off(read) + REC_HEADER_LEN, buf);
             #[cfg(feature = "crash-points")]
             crate::crash::point("pop-before-advance");
+            let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
             // The copy is consistent iff nobody freed the record while we copied, which
             // is exactly when this CAS succeeds (DESIGN: Reading a record).
-            if !self.advance_read(read, end) {
+            if !self.advance_read(read, end, !expired) {
                 continue;
             }
             if crc32c::crc32c(buf) != meta.data_crc {
@@ -523,7 +594,7 @@ impl<R: Region> RawRing<R> {
                     ),
                 ));
             }
-            if meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms()) {
+            if expired {
                 self.count(EXPIRED_OFFSET);
                 continue;
             }
@@ -581,7 +652,7 @@ impl<R: Region> RawRing<R> {
         match format::stamp_state(stamp, read) {
             Some(STATE_PADDING) => match self.padding_plausible(read) {
                 Some(true) => {
-                    self.advance_read(read, self.lap_end(read));
+                    self.advance_read(read, self.lap_end(read), false);
                     Ok(Head::Moved)
                 }
                 Some(false) => self.skip_damaged(
@@ -594,7 +665,7 @@ impl<R: Region> RawRing<R> {
                 // between the two claims, or died there. Past the timeout the padding
                 // is removed and that record's slot becomes the stalled head.
                 None if self.stalled(read) => {
-                    self.advance_read(read, self.lap_end(read));
+                    self.advance_read(read, self.lap_end(read), false);
                     Ok(Head::Moved)
                 }
                 None => Ok(Head::Stuck),
@@ -685,7 +756,7 @@ impl<R: Region> RawRing<R> {
             && self.fits_in_lap(read, rec_len)
             && self.within_written(read + rec_len)
         {
-            self.advance_read(read, read + rec_len);
+            self.advance_read(read, read + rec_len, false);
             return Ok(Head::Moved);
         }
         self.skip_damaged(
@@ -772,7 +843,7 @@ impl<R: Region> RawRing<R> {
                 }
             }
         }
-        self.advance_read(read, pos.min(write));
+        self.advance_read(read, pos.min(write), false);
         Ok(marked)
     }
 
@@ -1009,6 +1080,14 @@ mod tests {
     }
 
     fn ring(region_len: u64, policy: Policy) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex))
+    }
+
+    fn ring_with_futex(
+        region_len: u64,
+        policy: Policy,
+        futex: Box<dyn Futex>,
+    ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
         let file_len = HEADER_LEN as u64 + region_len;
         let header = Header::new(file_len, 0, policy, 100, 0);
         let region = HeapRegion::new(file_len as usize);
@@ -1022,7 +1101,7 @@ mod tests {
             abandon_ms: 100,
         };
         (
-            RawRing::new(region, params, 1, Box::new(clock)).unwrap(),
+            RawRing::new(region, params, 1, Box::new(clock), futex).unwrap(),
             wall,
             mono,
         )
@@ -1044,6 +1123,26 @@ mod tests {
         assert_eq!(pop(&ring), Some((b, b"second".to_vec())));
         assert_eq!(pop(&ring), None);
         assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn pushes_and_pops_make_no_wake_call_while_nobody_waits() {
+        let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let futex = Box::new(crate::wait::CountingFutex(wakes.clone()));
+        // Block mode: pops notify too (producers may wait for room).
+        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex);
+        let wake_calls = || wakes.load(std::sync::atomic::Ordering::Relaxed);
+        for i in 0..200u32 {
+            ring.push(&i.to_le_bytes(), 0).unwrap();
+            assert!(pop(&ring).is_some());
+        }
+        assert_eq!(wake_calls(), 0);
+        // A registered waiter (here a stale count): every push and pop wakes.
+        ring.waiting().waiters.store(1, Ordering::Relaxed);
+        ring.push(b"x", 0).unwrap();
+        assert_eq!(wake_calls(), 1);
+        assert!(pop(&ring).is_some());
+        assert_eq!(wake_calls(), 2);
     }
 
     #[test]

@@ -264,7 +264,7 @@ fn expected(bytes: &[u8], crc_ok: bool) -> Expected {
                 && region_len % 8 == 0
                 && (MIN_REGION_LEN..=MAX_REGION_LEN).contains(&region_len),
         ),
-        (ON_FULL_OFFSET, u32_at(ON_FULL_OFFSET) <= 1),
+        (ON_FULL_OFFSET, u32_at(ON_FULL_OFFSET) <= 2),
         (ABANDON_MS_OFFSET, u32_at(ABANDON_MS_OFFSET) != 0),
         (RESERVED_OFFSET, u32_at(RESERVED_OFFSET) == 0),
         (FLAGS_OFFSET, u32_at(FLAGS_OFFSET) == 0),
@@ -345,7 +345,11 @@ proptest! {
                 let u32_at = |off: usize| u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
                 prop_assert_eq!(ring.default_ttl(), Duration::from_secs(u32_at(DEFAULT_TTL_OFFSET).into()));
                 prop_assert_eq!(ring.abandon_timeout(), Duration::from_millis(u32_at(ABANDON_MS_OFFSET).into()));
-                let policy = if u32_at(ON_FULL_OFFSET) == 0 { OnFull::Overwrite } else { OnFull::Reject };
+                let policy = match u32_at(ON_FULL_OFFSET) {
+                    0 => OnFull::Overwrite,
+                    1 => OnFull::Reject,
+                    _ => OnFull::Block,
+                };
                 prop_assert_eq!(ring.on_full(), policy);
                 for (id, data) in &entries {
                     let entry = ring.pop().unwrap().expect("entry survives a valid header change");

@@ -580,3 +580,38 @@ fn readme_shows_examples_readme_rs_and_it_runs() {
     );
     readme_example::main().unwrap();
 }
+
+#[test]
+fn info_lists_subscribers_with_their_cursors() {
+    let (_dir, path) = scratch();
+    create(&path, &[]);
+    let ring = mmring::Ring::open(&path).unwrap();
+    let ids: Vec<u64> = (0..3).map(|n| ring.push(&[n; 10]).unwrap()).collect();
+    let mut audit = ring.subscribe("audit").unwrap();
+    assert_eq!(audit.next().unwrap().unwrap().id(), ids[0]);
+    audit.commit().unwrap();
+    assert_eq!(audit.next().unwrap().unwrap().id(), ids[1]);
+
+    let info = stdout_of(mmring().arg("info").arg(&path).assert().success());
+    assert!(
+        table_row(&info, "subscribers").starts_with(&format!(
+            "audit: next {}, committed {}, missed 0, active ",
+            ids[2], ids[1]
+        )),
+        "{info}"
+    );
+    let json = stdout_of(
+        mmring()
+            .args(["info", "--json"])
+            .arg(&path)
+            .assert()
+            .success(),
+    );
+    assert!(
+        json.contains(&format!(
+            "\"subscribers\":[{{\"name\":\"audit\",\"position\":{},\"committed\":{},\"missed\":0,",
+            ids[2], ids[1]
+        )),
+        "{json}"
+    );
+}

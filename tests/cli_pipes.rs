@@ -5,15 +5,16 @@
 //! splits on NUL, and `--ttl` is recorded; that `pop` prints hex and JSON (id,
 //! version, ttl, write time, size, data) and raw bytes exactly; that `pop --format
 //! raw` piped into `push --raw` of another ring copies entries exactly; that `pop
-//! --wait` in one process receives, in order, every entry another `mmring push`
-//! process pushes after it started waiting; and that `pop --wait --timeout` on an
-//! empty ring gives up with exit status 7 and one stderr line, keeping what arrived,
-//! and with a timeout too long for the clock waits without a deadline; and that every
-//! command writing to a stdout its reader closed (`| head -1`) ends quietly, status 0;
-//! that `pop --wait` writes out each entry it takes before it waits for the next; and
-//! that `push` refuses an entry longer than the ring takes after reading little more
-//! than that, with `--raw` and by lines; and that `pop` without `--wait` gets past the
-//! record of a producer that died mid-push, after the ring's abandon timeout.
+//! --wait` in one process receives, in order, every entry `mmring push` processes
+//! push, including ones pushed while it waits on an empty ring; that `pop --wait
+//! --timeout` on an empty ring gives up with exit status 7 and one stderr line,
+//! keeping what arrived, and with a timeout too long for the clock waits without a
+//! deadline; that every command writing to a stdout its reader closed (`| head -1`)
+//! ends quietly, status 0; that `pop --wait` writes out each entry it takes before it
+//! waits for the next; that `push` refuses an entry longer than the ring takes after
+//! reading little more than that, with `--raw` and by lines; and that `pop` without
+//! `--wait` gets past the record of a producer that died mid-push, after the ring's
+//! abandon timeout.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -194,20 +195,44 @@ fn pop_wait_in_one_process_receives_what_another_pushes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines: String = (0..count).map(|i| format!("entry {i}\n")).collect();
-    let mut producer = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
-        .arg("push")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    producer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    assert!(producer.wait().unwrap().success());
+    // Two producer processes: the second starts only once the consumer has taken
+    // everything the first pushed, so the consumer is certainly waiting on an empty
+    // ring when the second half arrives.
+    let push_half = |half: std::ops::Range<usize>| {
+        let lines: String = half.map(|i| format!("entry {i}\n")).collect();
+        let mut producer = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+            .arg("push")
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        producer
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        assert!(producer.wait().unwrap().success());
+    };
+    push_half(0..count / 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let popped_json = format!("\"popped\":{},", count / 2);
+    loop {
+        let info = mmring()
+            .args(["info", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&info.stdout).contains(&popped_json) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never took the first half"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    push_half(count / 2..count);
     let mut out = String::new();
     consumer
         .stdout

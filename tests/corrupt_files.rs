@@ -226,7 +226,7 @@ fn invalid_header_field_with_a_valid_checksum_is_reported_at_the_field() {
         ("region_len short", REGION_LEN_OFFSET, 4088, 8),
         ("region_len huge", REGION_LEN_OFFSET, u64::MAX, 8),
         ("on_full 7", ON_FULL_OFFSET, 7, 4),
-        ("on_full 2", ON_FULL_OFFSET, 2, 4),
+        ("on_full 3", ON_FULL_OFFSET, 3, 4),
         ("abandon_ms 0", ABANDON_MS_OFFSET, 0, 4),
         ("flags 1", FLAGS_OFFSET, 1, 4),
     ];

@@ -25,6 +25,7 @@ use mmring::{Error, OnFull, Options, Ring};
 
 // File offsets from docs/FORMAT.md.
 const HEADER_LEN: u64 = 4096;
+const FILE_LEN_OFFSET: u64 = 16;
 const HEADER_CRC_OFFSET: u64 = 60;
 const WRITE_POS_OFFSET: u64 = 128;
 const READ_POS_OFFSET: u64 = 256;
@@ -331,6 +332,21 @@ fn damaged_static_header_is_one_problem_and_is_not_repaired() {
 }
 
 #[test]
+fn truncated_file_is_reported_at_file_len() {
+    let (_dir, path) = scratch();
+    ring_with(&path, 65536, &[b"x"]);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(65536 - 4096).unwrap();
+    let report = mmring::verify(&path).unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(
+        (report.problems[0].offset, report.problems[0].field),
+        (FILE_LEN_OFFSET, "file_len")
+    );
+    assert_eq!(report.file_len, 65536 - 4096);
+}
+
+#[test]
 fn files_that_are_not_rings_are_errors_not_reports() {
     let (dir, path) = scratch();
     assert!(matches!(mmring::verify(&path), Err(Error::Io { .. })));
@@ -383,11 +399,28 @@ impl Lcg {
 
 #[test]
 fn random_damage_never_panics_or_hangs_and_repair_returns_only_pushed_entries() {
+    // On another thread, so that a hang fails the test instead of stalling it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let rounds = std::thread::spawn(move || {
+        random_damage_rounds();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => rounds.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = rounds.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(_) => panic!("verify, repair or draining did not finish within 60 s"),
+    }
+}
+
+fn random_damage_rounds() {
     let (_dir, path) = scratch();
     let size = 16384;
     let region = size - HEADER_LEN;
     let mut rng = Lcg(0x5eed);
-    let started = Instant::now();
     for round in 0..200 {
         let _ = std::fs::remove_file(&path);
         let ring = Options::new()
@@ -449,7 +482,6 @@ fn random_damage_never_panics_or_hangs_and_repair_returns_only_pushed_entries() 
         }
         Ring::open(&path).unwrap().push(b"still usable").unwrap();
     }
-    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 /// Regression: a write position damaged to a value that is aligned and within a region

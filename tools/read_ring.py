@@ -206,8 +206,8 @@ class Header:
                 REGION_LEN_OFF,
             )
         on_full = u32_at(buf, ON_FULL_OFF)
-        if on_full not in (0, 1):
-            raise NotARing("on_full is %d, expected 0 or 1" % on_full, ON_FULL_OFF)
+        if on_full not in (0, 1, 2):
+            raise NotARing("on_full is %d, expected 0, 1 or 2" % on_full, ON_FULL_OFF)
         if u32_at(buf, ABANDON_MS_OFF) == 0:
             raise NotARing("abandon_ms is 0", ABANDON_MS_OFF)
         if u32_at(buf, RESERVED_OFF) != 0:

@@ -1,9 +1,10 @@
 //! A valid ring with arbitrary byte changes made to its file between operations, as
 //! another program (or a failing disk) might make them while the ring is in use.
 //!
-//! Operations: pushes, pops, peeks and reopening, interleaved with overwriting bytes
-//! of the region, flipping bits, forging record stamps (any state, this lap or
-//! another), and overwriting header words (positions and counters).
+//! Operations: pushes, pops and peeks through either of two handles, and reopening,
+//! interleaved with overwriting bytes of the region, flipping bits, forging record
+//! stamps (any state, this lap or another), and overwriting header words (positions
+//! and counters).
 //!
 //! Invariants: nothing panics or hangs (libFuzzer's timeout); an entry returned by pop
 //! or peek is byte for byte one that was pushed under its ID, unless the fuzzer
@@ -24,9 +25,12 @@ use mmring_fuzz::*;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Push(u16),
-    Pop,
-    Peek,
+    /// Push, pop and peek go through the first handle, or (`true`) the second: two
+    /// handles on one ring have separate cached positions and stall clocks.
+    Push(u16, bool),
+    Pop(bool),
+    Peek(bool),
+    /// Reopens the first handle.
     Reopen,
     /// Overwrite bytes at region offset `at % region_len`.
     Write {
@@ -103,7 +107,7 @@ fuzz_target!(|input: Input| {
     let size = 8192 + 8 * u64::from(input.extra_words);
     let region_len = size - HEADER_LEN;
     let path = scratch_path("mutate");
-    let mut ring = Options::new()
+    let first = Options::new()
         .size(size)
         .on_full(if input.reject {
             OnFull::Reject
@@ -118,7 +122,8 @@ fuzz_target!(|input: Input| {
         .write(true)
         .open(&path)
         .unwrap();
-    let max = ring.max_entry_size();
+    let max = first.max_entry_size();
+    let mut rings = [first, Ring::open(&path).unwrap()];
     // ID -> (payload, step it was pushed at).
     let mut pushed: HashMap<u64, (Vec<u8>, usize)> = HashMap::new();
     let mut damage = Damage {
@@ -129,10 +134,10 @@ fuzz_target!(|input: Input| {
 
     for (step, op) in input.ops.iter().enumerate() {
         match op {
-            Op::Push(len) => {
+            Op::Push(len, second) => {
                 let len = usize::from(*len) % (max + 1);
                 let data = payload(step as u64, len);
-                match ring.push(&data) {
+                match rings[usize::from(*second)].push(&data) {
                     Ok(id) => {
                         pushed.insert(id, (data, step));
                     }
@@ -140,7 +145,7 @@ fuzz_target!(|input: Input| {
                     Err(other) => panic!("unexpected push error: {other:?}"),
                 }
             }
-            Op::Pop => match ring.pop() {
+            Op::Pop(second) => match rings[usize::from(*second)].pop() {
                 Ok(Some(entry)) => {
                     check(&pushed, &damage, region_len, entry.id(), entry.data());
                     if !damage.header_touched {
@@ -155,7 +160,8 @@ fuzz_target!(|input: Input| {
                 Ok(None) | Err(Error::Corrupt { .. }) => {}
                 Err(other) => panic!("unexpected pop error: {other:?}"),
             },
-            Op::Peek => {
+            Op::Peek(second) => {
+                let ring = &rings[usize::from(*second)];
                 for entry in ring.peek().take(2 * ring.capacity() + 8) {
                     match entry {
                         Ok(entry) => check(&pushed, &damage, region_len, entry.id(), entry.data()),
@@ -165,8 +171,7 @@ fuzz_target!(|input: Input| {
                 }
             }
             Op::Reopen => {
-                drop(ring);
-                ring = match Ring::open(&path) {
+                rings[0] = match Ring::open(&path) {
                     Ok(ring) => ring,
                     Err(Error::Corrupt { .. }) if damage.header_touched => {
                         let _ = std::fs::remove_file(&path);
@@ -205,6 +210,6 @@ fuzz_target!(|input: Input| {
             }
         }
     }
-    drop(ring);
+    drop(rings);
     let _ = std::fs::remove_file(&path);
 });

@@ -127,8 +127,10 @@ impl<R: Region> RawRing<R> {
         params: super::Params,
         pid: u32,
         clock: Box<dyn super::Clock>,
+        futex: Box<dyn crate::wait::Futex>,
     ) -> Self {
         RawRing {
+            futex,
             max_data: format::max_data_len(params.region_len),
             region,
             params,
@@ -289,7 +291,7 @@ impl<R: Region> RawRing<R> {
                 Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
             if let Some((field, message)) = damage {
-                let drop = Drop {
+                let drop = DroppedRange {
                     start: after_padding.unwrap_or(pos),
                     at: pos,
                     end,
@@ -341,12 +343,12 @@ impl<R: Region> RawRing<R> {
     fn drop_range(
         &self,
         repair: bool,
-        drop: Drop,
+        drop: DroppedRange,
         message: String,
         walk: &mut Walk,
         visit: &mut dyn FnMut(&Span),
     ) {
-        let Drop {
+        let DroppedRange {
             start,
             at,
             end,
@@ -549,7 +551,7 @@ impl<R: Region> RawRing<R> {
 /// A damaged range: `start..end`, found at the record at `at` (`field`: the
 /// record-relative offset at fault). `start` is before `at` when the padding in front
 /// of the record goes with it.
-struct Drop {
+struct DroppedRange {
     start: u64,
     at: u64,
     end: u64,
@@ -598,7 +600,13 @@ mod tests {
             default_ttl_secs: 0,
             abandon_ms: 100,
         };
-        RawRing::for_check(region, params, 1, Box::new(FixedClock))
+        RawRing::for_check(
+            region,
+            params,
+            1,
+            Box::new(FixedClock),
+            Box::new(crate::wait::YieldFutex),
+        )
     }
 
     fn pop_all(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {

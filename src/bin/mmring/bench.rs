@@ -37,7 +37,7 @@ pub(crate) fn run(args: &BenchArgs) -> Outcome {
             what: "--entry".to_owned(),
             message: format!("must be at least {TIME_LEN} bytes (the send time)"),
         })?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("bench")?;
     let path = dir.path.join("bench.ring");
     let ring = Options::new()
         .size(args.size)

@@ -53,6 +53,11 @@ pub(crate) enum Command {
     /// Print entries without removing them, oldest first.
     #[command(after_help = "Example:\n  mmring peek -n 10 --format hex /dev/shm/jobs.ring")]
     Peek(PeekArgs),
+    /// Print entries without removing them; with -f, keep printing new ones.
+    #[command(
+        after_help = "Examples:\n  mmring tail -f /dev/shm/jobs.ring\n  mmring tail -f --subscriber audit /dev/shm/jobs.ring"
+    )]
+    Tail(crate::tail::TailArgs),
     /// Describe a ring: format, sizes, capacity, fill, policy and counters.
     #[command(
         after_help = "Examples:\n  mmring info /dev/shm/jobs.ring\n  mmring info --json /dev/shm/jobs.ring"
@@ -70,10 +75,13 @@ pub(crate) enum Command {
     /// Exit status 0: clean; 1: problems found (each is listed with its file offset
     /// and field); 2: not a ring file, or unreadable.
     #[command(after_help = "Examples:\n  mmring verify /dev/shm/jobs.ring\n  \
-                            mmring verify --repair /dev/shm/jobs.ring   # drop what can't be trusted\n\n\
+                            mmring verify --repair /dev/shm/jobs.ring   # drop what can't be trusted\n  \
+                            mmring verify --json /dev/shm/jobs.ring\n\n\
                             Run --repair while no other process uses the ring.")]
     Verify(VerifyArgs),
     /// Measure throughput and latency on a temporary ring, with threads or processes.
+    /// Producers push as fast as they can, so the latency (push to pop) includes the
+    /// time entries wait in a full queue.
     #[command(after_help = "Examples:\n  mmring bench\n  \
                             mmring bench --producers 4 --consumers 2 --entry 256 --processes")]
     Bench(BenchArgs),
@@ -108,6 +116,8 @@ pub(crate) enum OnFullArg {
     Overwrite,
     /// Refuse the push (exit status 5).
     Reject,
+    /// Wait until consumers free room.
+    Block,
 }
 
 impl From<OnFullArg> for mmring::OnFull {
@@ -115,6 +125,7 @@ impl From<OnFullArg> for mmring::OnFull {
         match arg {
             OnFullArg::Overwrite => mmring::OnFull::Overwrite,
             OnFullArg::Reject => mmring::OnFull::Reject,
+            OnFullArg::Block => mmring::OnFull::Block,
         }
     }
 }
@@ -251,6 +262,9 @@ pub(crate) struct VerifyArgs {
     /// records so that readers skip them; lists what was dropped.
     #[arg(long)]
     pub repair: bool,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mmring bench`.

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &DemoArgs) -> Outcome {
             what: "--entry-size".to_owned(),
             message: format!("must be at least {MIN_PAYLOAD} bytes"),
         })?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("demo")?;
     let path = dir.path.join("demo.ring");
     // A generous abandon timeout: on a loaded machine a live producer must never be
     // taken for a dead one, or the demo's counters would not balance exactly.
@@ -133,21 +133,22 @@ pub(crate) fn run(args: &DemoArgs) -> Outcome {
 }
 
 /// A directory under the system's temporary directory, removed with its contents
-/// when dropped.
+/// when dropped. Shared with `mmring bench`.
 pub(crate) struct TempDir {
     /// The directory.
     pub(crate) path: PathBuf,
 }
 
 impl TempDir {
-    pub(crate) fn new() -> Result<TempDir, Failure> {
+    /// A new directory named after `command` (`demo`, `bench`) and this process.
+    pub(crate) fn new(command: &str) -> Result<TempDir, Failure> {
         let base = std::env::temp_dir();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.subsec_nanos());
         let mut attempt = 0;
         loop {
-            let name = format!("mmring-demo-{}-{nanos}-{attempt}", std::process::id());
+            let name = format!("mmring-{command}-{}-{nanos}-{attempt}", std::process::id());
             let path = base.join(name);
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(TempDir { path }),

@@ -7,6 +7,7 @@
 //! runs of zero rows collapsed to `*`. The file is only read, and need not be a valid
 //! ring: the header of a damaged file is dumped all the same.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -60,6 +61,7 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
         });
     }
     let file_len = meta.len();
+    let source = Source::new(file, file_len);
     let start = args.offset.unwrap_or(0).min(file_len);
     let default_len = if args.records {
         file_len
@@ -73,7 +75,9 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
         .min(file_len);
 
     let mut notes: BTreeMap<u64, Vec<Annotation>> = BTreeMap::new();
-    let header = read_at(&file, 0, layout::HEADER_LEN as u64, file_len).map_err(io_failure)?;
+    let header = source
+        .read(0, layout::HEADER_LEN as u64)
+        .map_err(io_failure)?;
     for field in layout::HEADER_FIELDS {
         let value = describe_header_field(field, &header);
         notes
@@ -86,23 +90,19 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
             });
     }
     if args.records {
-        annotate_records(path, &file, file_len, &mut notes)?;
+        annotate_records(path, &source, &mut notes)?;
     }
 
-    let mut text = String::new();
-    render(&file, file_len, start, end, &notes, &mut text).map_err(io_failure)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(stdout_failure)
+    render(&source, path, start, end, &notes, &mut out)?;
+    out.flush().map_err(stdout_failure)
 }
 
 /// Adds headings and field annotations for every record the library's walk finds.
 fn annotate_records(
     path: &Path,
-    file: &File,
-    file_len: u64,
+    source: &Source,
     notes: &mut BTreeMap<u64, Vec<Annotation>>,
 ) -> Outcome {
     let mut spans: Vec<Span> = Vec::new();
@@ -139,22 +139,18 @@ fn annotate_records(
             "==== position {} (file offset {}, {} bytes): {what}",
             span.position, span.offset, span.len
         )));
-        let header_fits = span.offset + layout::RECORD_HEADER_LEN as u64 <= file_len;
+        let header_fits = span.offset + layout::RECORD_HEADER_LEN as u64 <= source.len;
         let fields: &[Field] = if fields_shown && header_fits {
             layout::RECORD_FIELDS
         } else {
             &layout::RECORD_FIELDS[..1]
         };
-        let record = read_at(
-            file,
-            span.offset,
-            layout::RECORD_HEADER_LEN as u64,
-            file_len,
-        )
-        .map_err(|error| Failure::Io {
-            what: path.display().to_string(),
-            error,
-        })?;
+        let record = source
+            .read(span.offset, layout::RECORD_HEADER_LEN as u64)
+            .map_err(|error| Failure::Io {
+                what: path.display().to_string(),
+                error,
+            })?;
         for field in fields {
             let value = describe_record_field(field, &record, span.position);
             notes
@@ -179,11 +175,42 @@ fn annotate_records(
 }
 
 /// Up to `len` bytes at `offset` (fewer at the end of the file).
-fn read_at(file: &File, offset: u64, len: u64, file_len: u64) -> io::Result<Vec<u8>> {
-    let len = len.min(file_len.saturating_sub(offset));
-    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    file.read_exact_at(&mut bytes, offset)?;
-    Ok(bytes)
+/// The file, read through a cached window so that a dump row by row does not cost a
+/// system call per row.
+struct Source {
+    file: File,
+    len: u64,
+    /// File offset and bytes of the cached window.
+    window: RefCell<(u64, Vec<u8>)>,
+}
+
+impl Source {
+    const WINDOW: u64 = 64 * 1024;
+
+    fn new(file: File, len: u64) -> Source {
+        Source {
+            file,
+            len,
+            window: RefCell::new((0, Vec::new())),
+        }
+    }
+
+    /// Up to `len` bytes at `offset` (fewer at the end of the file).
+    fn read(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let len = len.min(self.len.saturating_sub(offset));
+        let mut window = self.window.borrow_mut();
+        let (start, bytes) = &mut *window;
+        let cached = offset >= *start && offset + len <= *start + bytes.len() as u64;
+        if !cached {
+            let fill = Self::WINDOW.max(len).min(self.len - offset);
+            bytes.resize(usize::try_from(fill).unwrap_or(0), 0);
+            self.file.read_exact_at(bytes, offset)?;
+            *start = offset;
+        }
+        let from = usize::try_from(offset - *start).unwrap_or(0);
+        let to = from + usize::try_from(len).unwrap_or(0);
+        Ok(bytes[from..to].to_vec())
+    }
 }
 
 fn describe_header_field(field: &Field, header: &[u8]) -> String {
@@ -227,16 +254,30 @@ fn describe_record_field(field: &Field, record: &[u8], position: u64) -> String 
     }
 }
 
-/// Renders `start..end` of the file: annotations where they start, plain rows between
-/// them.
+/// Renders `start..end` of the file to `out`: annotations where they start, plain rows
+/// between them.
 fn render(
-    file: &File,
-    file_len: u64,
+    source: &Source,
+    path: &Path,
     start: u64,
     end: u64,
     notes: &BTreeMap<u64, Vec<Annotation>>,
-    text: &mut String,
-) -> io::Result<()> {
+    out: &mut impl Write,
+) -> Outcome {
+    let read_failure = |error| Failure::Io {
+        what: path.display().to_string(),
+        error,
+    };
+    // Written out a megabyte at a time: a whole ring can be large.
+    let mut text = String::new();
+    let mut emit = |text: &mut String, force: bool| -> Outcome {
+        if force || text.len() > 1 << 20 {
+            out.write_all(text.as_bytes()).map_err(stdout_failure)?;
+            text.clear();
+        }
+        Ok(())
+    };
+    let text = &mut text;
     let mut cursor = start;
     // An annotation that starts before the window but reaches into it is shown whole.
     if let Some((&at, list)) = notes.range(..start).next_back() {
@@ -255,20 +296,21 @@ fn render(
                         let _ = writeln!(text, "{line}");
                     }
                     Annotation::Field { len, name, value } => {
-                        let bytes = read_at(file, cursor, *len, file_len)?;
+                        let bytes = source.read(cursor, *len).map_err(read_failure)?;
                         let _ =
                             writeln!(text, "{cursor:08x}  {:<24} {name} = {value}", hex(&bytes));
                         advance = advance.max(*len);
                     }
                     Annotation::Payload { len } => {
                         let payload_end = (cursor + len).min(end);
-                        plain_rows(file, file_len, cursor, payload_end, text)?;
+                        plain_rows(source, cursor, payload_end, text).map_err(read_failure)?;
                         advance = advance.max(*len);
                     }
                 }
             }
             zero_run = false;
             cursor += advance.max(1);
+            emit(text, false)?;
             continue;
         }
         let next = notes
@@ -276,14 +318,15 @@ fn render(
             .next()
             .map_or(end, |(&at, _)| at)
             .min(end);
-        zero_run = plain_rows_from(file, file_len, cursor, next, zero_run, text)?;
+        zero_run = plain_rows_from(source, cursor, next, zero_run, text).map_err(read_failure)?;
+        emit(text, false)?;
         cursor = next;
     }
     if zero_run {
         // Where the collapsed zeroes end, as hexdump shows it.
         let _ = writeln!(text, "{end:08x}");
     }
-    Ok(())
+    emit(text, true)
 }
 
 fn annotation_len(note: &Annotation) -> u64 {
@@ -294,11 +337,11 @@ fn annotation_len(note: &Annotation) -> u64 {
 }
 
 /// Plain rows of `from..to`, never collapsing zeroes.
-fn plain_rows(file: &File, file_len: u64, from: u64, to: u64, text: &mut String) -> io::Result<()> {
+fn plain_rows(source: &Source, from: u64, to: u64, text: &mut String) -> io::Result<()> {
     let mut at = from;
     while at < to {
         let len = ROW.min(to - at);
-        let bytes = read_at(file, at, len, file_len)?;
+        let bytes = source.read(at, len)?;
         row(at, &bytes, text);
         at += len;
     }
@@ -308,8 +351,7 @@ fn plain_rows(file: &File, file_len: u64, from: u64, to: u64, text: &mut String)
 /// Plain rows of `from..to` with runs of all-zero rows shown as one `*`; returns
 /// whether it ended inside such a run.
 fn plain_rows_from(
-    file: &File,
-    file_len: u64,
+    source: &Source,
     from: u64,
     to: u64,
     mut in_zero_run: bool,
@@ -318,7 +360,7 @@ fn plain_rows_from(
     let mut at = from;
     while at < to {
         let len = ROW.min(to - at);
-        let bytes = read_at(file, at, len, file_len)?;
+        let bytes = source.read(at, len)?;
         if bytes.iter().all(|b| *b == 0) {
             if !in_zero_run {
                 text.push_str("*\n");

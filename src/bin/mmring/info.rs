@@ -1,6 +1,7 @@
 //! `mmring info`: what a ring is and what it holds, as a table or JSON.
 
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mmring::{OnFull, Ring};
 
@@ -15,10 +16,12 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
     let file_len = ring.file_size();
     let version = ring.format_version();
     let stats = ring.stats();
+    let subscribers = ring.subscribers();
     let used = stats.write_pos.saturating_sub(stats.read_pos);
     let capacity_bytes = ring.capacity_bytes();
     let on_full = match ring.on_full() {
         OnFull::Reject => "reject",
+        OnFull::Block => "block",
         _ => "overwrite",
     };
     let report = if args.json {
@@ -28,7 +31,7 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
              \"max_entry_size\":{},\"len\":{},\"used_bytes\":{used},\"read_pos\":{},\
              \"write_pos\":{},\"on_full\":\"{on_full}\",\"default_ttl_secs\":{},\
              \"abandon_timeout_ms\":{},\"pushed\":{},\"popped\":{},\"evicted\":{},\
-             \"expired\":{},\"corrupt\":{},\"abandoned\":{},\"subscribers\":[]}}\n",
+             \"expired\":{},\"corrupt\":{},\"abandoned\":{},\"subscribers\":[{}]}}\n",
             json_string(&path.to_string_lossy()),
             file_len.saturating_sub(capacity_bytes),
             ring.capacity(),
@@ -44,6 +47,19 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
             stats.expired,
             stats.corrupt,
             stats.abandoned,
+            subscribers
+                .iter()
+                .map(|sub| format!(
+                    "{{\"name\":{},\"position\":{},\"committed\":{},\"missed\":{},\
+                     \"last_active_ms\":{}}}",
+                    json_string(&sub.name),
+                    sub.position,
+                    sub.committed,
+                    sub.missed,
+                    unix_ms(sub.last_active),
+                ))
+                .collect::<Vec<_>>()
+                .join(","),
         )
     } else {
         let ttl = match ring.default_ttl().as_secs() {
@@ -93,9 +109,7 @@ pub(crate) fn run(args: &InfoArgs) -> Outcome {
                     stats.abandoned
                 ),
             ),
-            // This format version has no subscriber table; the row keeps the layout
-            // stable for when it does.
-            ("subscribers", "none".to_owned()),
+            ("subscribers", describe_subscribers(&subscribers)),
         ];
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -127,4 +141,33 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
         unit = next;
     }
     format!("{value:.1} {unit}")
+}
+
+/// One line per subscriber: where it reads next, where a restart resumes, what it
+/// missed, and how long ago it was last active.
+fn describe_subscribers(subscribers: &[mmring::SubscriberInfo]) -> String {
+    if subscribers.is_empty() {
+        return "none".to_owned();
+    }
+    subscribers
+        .iter()
+        .map(|sub| {
+            let idle = SystemTime::now()
+                .duration_since(sub.last_active)
+                .unwrap_or_default()
+                .as_secs();
+            format!(
+                "{}: next {}, committed {}, missed {}, active {idle} s ago",
+                sub.name, sub.position, sub.committed, sub.missed
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Milliseconds since the Unix epoch (0 for times before it).
+fn unix_ms(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }

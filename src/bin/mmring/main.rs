@@ -33,6 +33,8 @@ mod pop;
 #[cfg(not(loom))]
 mod push;
 #[cfg(not(loom))]
+mod tail;
+#[cfg(not(loom))]
 mod verify;
 
 use std::fmt;
@@ -284,12 +286,31 @@ pub(crate) fn warn(subject: &dyn fmt::Display, message: &dyn fmt::Display) {
 fn main() -> ExitCode {
     use clap::Parser;
 
+    // A panic is a bug in mmring; report it on one line like every other failure
+    // (exit status 101), not as a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|at| format!(" at {}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        warn(
+            &"mmring",
+            &format!("internal error{location}: {message}; please report it"),
+        );
+    }));
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
         cli::Command::Create(args) => create::run(&args),
         cli::Command::Push(args) => push::run(&args),
         cli::Command::Pop(args) => pop::run(&args),
         cli::Command::Peek(args) => peek::run(&args),
+        cli::Command::Tail(args) => tail::run(&args),
         cli::Command::Info(args) => info::run(&args),
         cli::Command::Dump(args) => dump::run(&args),
         cli::Command::Verify(args) => verify::run(&args),

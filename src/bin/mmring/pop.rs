@@ -85,31 +85,11 @@ fn pop_ready(ring: &Ring) -> mmring::Result<Option<Entry>> {
 }
 
 /// Pops an entry, waiting for one while the ring is empty until `deadline` (`None`:
-/// forever); `Ok(None)` when the deadline passed.
-///
-/// A bounded poll: a few yields, then sleeps that double up to 10 ms, so an idle wait
-/// costs little CPU and an entry is seen within 10 ms of its push. Blocking on the
-/// ring's own notification (a futex wait, once the library offers one) replaces this
-/// function alone.
+/// forever); `Ok(None)` when the deadline passed. The wait sleeps on the ring's futex,
+/// so an idle `pop --wait` uses no CPU.
 fn pop_waiting(ring: &Ring, deadline: Option<Instant>) -> mmring::Result<Option<Entry>> {
-    const MAX_SLEEP: Duration = Duration::from_millis(10);
-    let mut sleep = Duration::from_micros(50);
-    let mut attempts = 0u32;
-    loop {
-        if let Some(entry) = ring.pop()? {
-            return Ok(Some(entry));
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|deadline| now >= deadline) {
-            return Ok(None);
-        }
-        attempts += 1;
-        if attempts <= 16 {
-            std::thread::yield_now();
-            continue;
-        }
-        let nap = deadline.map_or(sleep, |deadline| sleep.min(deadline - now));
-        std::thread::sleep(nap);
-        sleep = (sleep * 2).min(MAX_SLEEP);
+    match deadline {
+        None => ring.pop_blocking().map(Some),
+        Some(deadline) => ring.pop_timeout(deadline.saturating_duration_since(Instant::now())),
     }
 }

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use mmring::inspect::{Action, Finding, Report};
 
 use crate::cli::VerifyArgs;
-use crate::output::stdout_failure;
+use crate::output::{json_string, stdout_failure};
 use crate::{Failure, Outcome};
 
 /// Verifies (or repairs) and prints one line per finding, then a summary.
@@ -34,7 +34,12 @@ pub(crate) fn run(args: &VerifyArgs) -> Outcome {
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    out.write_all(render(&report).as_bytes())
+    let text = if args.json {
+        render_json(&report)
+    } else {
+        render(&report)
+    };
+    out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(stdout_failure)?;
     if report.is_clean() {
@@ -83,6 +88,54 @@ fn render(report: &Report) -> String {
         report.entries, report.expired, report.entry_bytes, report.read_pos, report.write_pos
     );
     text
+}
+
+/// The report as one line of JSON.
+fn render_json(report: &Report) -> String {
+    let findings = |list: &[Finding]| -> String {
+        let items: Vec<String> = list
+            .iter()
+            .map(|finding| {
+                let position = finding
+                    .position
+                    .map_or_else(|| "null".to_owned(), |pos| pos.to_string());
+                let action = match finding.action {
+                    Action::Drop { start, end } => {
+                        format!("{{\"drop\":{{\"start\":{start},\"end\":{end}}}}}")
+                    }
+                    Action::Reset { from, to } => {
+                        format!("{{\"reset\":{{\"from\":{from},\"to\":{to}}}}}")
+                    }
+                    _ => "null".to_owned(),
+                };
+                format!(
+                    "{{\"offset\":{},\"field\":{},\"position\":{position},\"message\":{},\
+                     \"action\":{action}}}",
+                    finding.offset,
+                    json_string(finding.field),
+                    json_string(&finding.message)
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    format!(
+        "{{\"clean\":{},\"repaired\":{},\"records_checked\":{},\"file_len\":{},\
+         \"region_len\":{},\"read_pos\":{},\"write_pos\":{},\"entries\":{},\"expired\":{},\
+         \"entry_bytes\":{},\"problems\":{},\"notes\":{}}}\n",
+        report.is_clean(),
+        report.repaired,
+        report.records_checked,
+        report.file_len,
+        report.region_len,
+        report.read_pos,
+        report.write_pos,
+        report.entries,
+        report.expired,
+        report.entry_bytes,
+        findings(&report.problems),
+        findings(&report.notes)
+    )
 }
 
 /// What a repair did (or would do) about `finding`.
