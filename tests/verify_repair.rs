@@ -73,29 +73,11 @@ fn record_offset(size: u64, id: u64) -> u64 {
 }
 
 /// Every entry a fresh handle pops, until the ring has read empty for 20 ms (longer
-/// than the abandon timeouts used here).
+/// than the abandon timeouts used here); fails if a pop reports corruption.
 fn drain(path: &Path) -> Vec<Vec<u8>> {
-    let ring = Ring::open(path).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    let mut empty_since = None;
-    while Instant::now() < deadline {
-        match ring.pop() {
-            Ok(Some(entry)) => {
-                out.push(entry.into_data());
-                empty_since = None;
-            }
-            Ok(None) => {
-                let since = *empty_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(20) {
-                    return out;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("pop after repair reported {e}"),
-        }
-    }
-    panic!("the ring did not drain within 5 s");
+    let (entries, corrupt) = drain_counting_corrupt(path);
+    assert_eq!(corrupt, 0, "pops after repair reported corrupt records");
+    entries
 }
 
 fn peek_all(path: &Path) -> Vec<Vec<u8>> {
@@ -618,8 +600,8 @@ fn repair_of_both_positions_leaves_a_ring_that_verifies_clean() {
     assert_eq!(ring.push(b"after").unwrap(), 192);
 }
 
-/// Every entry a fresh handle pops until the ring reads empty for 10 ms, and how many
-/// records it reported as corrupt on the way.
+/// Every entry a fresh handle pops until the ring has read empty for 20 ms, and how
+/// many records it reported as corrupt on the way.
 fn drain_counting_corrupt(path: &Path) -> (Vec<Vec<u8>>, usize) {
     let ring = Ring::open(path).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -632,10 +614,10 @@ fn drain_counting_corrupt(path: &Path) -> (Vec<Vec<u8>>, usize) {
             }
             Ok(None) => {
                 let since = *empty_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(10) {
+                if since.elapsed() > Duration::from_millis(20) {
                     return (out, corrupt);
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(Error::Corrupt { .. }) => corrupt += 1,
             Err(e) => panic!("pop: {e}"),
