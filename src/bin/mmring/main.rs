@@ -73,7 +73,8 @@ Exit status:
   5  the ring is full and rejects pushes
   6  the ring file already exists (create --force replaces it)
   7  pop --wait --timeout: the time ran out before enough entries arrived
-A closed stdout (as in `mmring pop --all | head -1`) ends a command quietly, status 0.
+A closed stdout (as in `mmring pop --all | head -1`) ends a command quietly, status 0
+(verify keeps its verdict).
 mmring verify: 0 clean, 1 problems found, 2 not a ring file or unreadable";
 
 /// Why a command failed. Every variant knows what it concerns (a path, `stdin`,
