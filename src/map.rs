@@ -124,6 +124,7 @@ pub(crate) fn open_as(path: &Path, access: Access) -> Result<(MmapRegion, Header
     let file = OpenOptions::new()
         .read(true)
         .write(access == Access::Shared)
+        .custom_flags(OPEN_NONBLOCK)
         .open(path)
         .map_err(|e| open_error(path, e, access))?;
     let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
@@ -151,6 +152,11 @@ pub(crate) fn open_as(path: &Path, access: Access) -> Result<(MmapRegion, Header
     let region = map_file(&file, path, header.file_len, access)?;
     Ok((region, header))
 }
+
+/// Opening a FIFO read-only waits for a writer to appear; non-blocking, the open
+/// returns and the regular-file check refuses it. On a regular file the flag changes
+/// nothing. (The bits are a small positive constant, so the cast is exact.)
+const OPEN_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 
 fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;

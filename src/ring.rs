@@ -958,7 +958,20 @@ impl<R: Region> RawRing<R> {
                     let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
                     let rec_len = format::record_len(data_len);
                     if data_len > self.max_data || !self.fits_in_lap(pos, rec_len) {
-                        return Ok(None);
+                        // SYNC(seqlock): as for a record's copy below.
+                        fence(Ordering::Acquire);
+                        if self.read_pos().load(Ordering::Relaxed) > pos {
+                            continue; // removed meanwhile: the word may be a later lap's
+                        }
+                        // What pop reports when it skips this record (skip_claimed).
+                        *cursor = end;
+                        return Err(Error::corrupt(
+                            (self.rec_off(pos) + REC_CLAIM_OFFSET) as u64,
+                            format!(
+                                "record at position {pos}: abandoned record claims an \
+                                 impossible length of {data_len} bytes"
+                            ),
+                        ));
                     }
                     *cursor = pos + rec_len;
                     continue;

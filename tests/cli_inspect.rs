@@ -7,7 +7,8 @@
 //! verifies clean, pops every other entry in order and accepts pushes; that a damaged
 //! header is reported at its checksum and left alone; and that dump names every header
 //! and record field beside its bytes, honours --offset and -n, and still dumps a file
-//! that is not a valid ring.
+//! that is not a valid ring; and that verify's status does not depend on whether its
+//! stdout was read to the end.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -184,7 +185,11 @@ fn verify_reports_a_damaged_header_at_its_checksum_and_repair_leaves_it() {
             .stdout(predicate::str::starts_with(
                 "problem at offset 60 (header_crc): header checksum is",
             ))
-            .stdout(predicate::str::contains("records not checked"));
+            .stdout(predicate::str::contains("records not checked"))
+            // Regression: the advice was to run `verify --repair`, which was just run
+            // and does not repair a header.
+            .stderr(predicate::str::contains("the header is damaged"))
+            .stderr(predicate::str::contains("makes the ring usable").not());
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
@@ -318,4 +323,34 @@ fn dump_shows_a_file_that_is_not_a_ring() {
     let missing = path.with_extension("missing");
     let assert = mmring().arg("dump").arg(&missing).assert().code(3);
     assert_one_line(&stderr_of(&assert), &missing, "No such file or directory");
+}
+
+/// Regression: verify's listing written into a pipe whose reader left (`mmring verify
+/// ring | head -1`) ended the command with status 0, as for any closed stdout, although
+/// the ring had problems: the status, verify's verdict, now stays 1.
+#[test]
+fn verify_keeps_its_status_when_its_stdout_is_closed() {
+    let (_dir, path) = scratch();
+    let entries: Vec<String> = (0..900).map(|n| format!("e{n:05}")).collect();
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let ids = ring_with(&path, &entries);
+    // Damage every payload: a listing far larger than a pipe holds.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for id in ids {
+        bytes[4096 + id as usize + 56] ^= 1;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mmring"))
+        .arg("verify")
+        .arg(&path)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("900 problem(s) found"), "{stderr}");
 }

@@ -6,8 +6,15 @@
 //! version, ttl, write time, size, data) and raw bytes exactly; that `pop --format
 //! raw` piped into `push --raw` of another ring copies entries exactly; that `pop
 //! --wait` in one process receives, in order, every entry `mmring push` processes
-//! push, including ones pushed while it waits on an empty ring; and that `pop --wait --timeout` on an
-//! empty ring gives up with exit status 7 and one stderr line, keeping what arrived.
+//! push, including ones pushed while it waits on an empty ring; that `pop --wait
+//! --timeout` on an empty ring gives up with exit status 7 and one stderr line,
+//! keeping what arrived, and with a timeout too long for the clock waits without a
+//! deadline; that every command writing to a stdout its reader closed (`| head -1`)
+//! ends quietly, status 0; that `pop --wait` writes out each entry it takes before it
+//! waits for the next; that `push` refuses an entry longer than the ring takes after
+//! reading little more than that, with `--raw` and by lines; and that `pop` without
+//! `--wait` gets past the record of a producer that died mid-push, after the ring's
+//! abandon timeout.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -314,4 +321,214 @@ fn timeout_needs_wait() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--wait"));
+}
+
+/// Regression: a timeout too long to add to the clock (`--timeout
+/// 18446744073709551615s`) made `pop --wait` panic with a backtrace; it now means no
+/// deadline.
+#[test]
+fn pop_wait_with_a_timeout_beyond_the_clock_waits_without_a_deadline() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("ready")
+        .assert()
+        .success();
+    mmring()
+        .args(["pop", "--wait", "--timeout", "18446744073709551615s"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("ready\n")
+        .stderr("");
+}
+
+/// Regression: a command whose stdout reader went away (`mmring pop --all | head -1`)
+/// printed `mmring: stdout: Broken pipe` and exited 3, as if mmring had failed.
+#[test]
+fn commands_writing_into_a_closed_pipe_end_quietly() {
+    let (_dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "1MiB"])
+        .assert()
+        .success();
+    // Far more than a pipe holds, so each command meets the closed end whatever the
+    // timing.
+    let line = "x".repeat(1000);
+    let lines: String = (0..400).map(|_| format!("{line}\n")).collect();
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .write_stdin(lines)
+        .assert()
+        .success();
+    for args in [
+        &["peek"][..],
+        &["dump", "--records"],
+        &["man"],
+        &["pop", "--all"],
+    ] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+            .args(args)
+            .args((args[0] != "man").then_some(&path))
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            (Some(0), "".into()),
+            "mmring {args:?}"
+        );
+    }
+}
+
+/// Regression: `pop --wait -n 2` kept the first entry it had removed in its output
+/// buffer while it waited for the second, so a reader saw nothing, and interrupting
+/// the wait (Ctrl-C, a kill) lost an entry already taken from the ring.
+#[test]
+fn pop_wait_writes_each_entry_before_waiting_for_the_next() {
+    let (_dir, path) = scratch();
+    create(&path);
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("first")
+        .assert()
+        .success();
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+        .args(["pop", "--wait", "-n", "2"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while stdout.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+        let _ = lines.send(line);
+    });
+    let first = received.recv_timeout(Duration::from_secs(10));
+    // The second entry ends the child's wait either way.
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .arg("second")
+        .assert()
+        .success();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        first.as_deref(),
+        Ok(&b"first\n"[..]),
+        "the first entry was held back while pop waited for the second"
+    );
+}
+
+/// Regression: `push --raw` read all of stdin, and `push` a whole line, into memory
+/// before the ring refused it as too large, so an endless or huge stream (`push --raw
+/// < /dev/zero`) grew the process without bound. Both now stop reading just past the
+/// ring's largest entry and fail with status 2.
+#[test]
+fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
+    const STREAM: usize = 64 << 20;
+    let (_dir, path) = scratch();
+    create(&path);
+    for mode in [&["--raw"][..], &[]] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
+            .arg("push")
+            .args(mode)
+            .arg(&path)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // No line ending anywhere: one 64 MiB entry, or until the reader leaves.
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'z'; 64 << 10];
+            let mut written = 0;
+            while written < STREAM && stdin.write_all(&chunk).is_ok() {
+                written += chunk.len();
+            }
+            written
+        });
+        let output = child.wait_with_output().unwrap();
+        let written = writer.join().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains("longer than this ring's maximum"),
+            "{stderr}"
+        );
+        assert!(
+            written < STREAM / 4,
+            "{mode:?}: push read {written} bytes of an entry it can't take"
+        );
+    }
+}
+
+/// Regression: a producer that died between claiming its record and committing it
+/// blocked `mmring pop` for good. Each reader times a stuck head from when it first
+/// sees it, and a one-shot `pop` gave up within microseconds, printing nothing and
+/// exiting 0 however long ago the producer died, with entries queued behind it (verify
+/// said readers skip it after the abandon timeout). `pop` now gives such a head the
+/// abandon timeout before it reports the ring empty; an empty ring still returns at
+/// once.
+#[test]
+fn pop_gets_past_a_dead_producers_record_after_the_abandon_timeout() {
+    use std::os::unix::fs::FileExt;
+    let (_dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "64KiB", "--abandon-timeout", "200ms"])
+        .assert()
+        .success();
+    let started = Instant::now();
+    mmring()
+        .args(["pop"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "waited on an empty ring"
+    );
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .args(["in flight", "queued"])
+        .assert()
+        .success();
+    // The first record as its producer left it when it died: claimed, not committed
+    // (the stamp at the start of the region holds position 0 and state CLAIMED, 1).
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    let started = Instant::now();
+    mmring()
+        .arg("pop")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("queued\n");
+    assert!(started.elapsed() >= Duration::from_millis(200));
 }

@@ -7,7 +7,8 @@
 //! generated from the command definitions; and that every command, given a missing
 //! file, a directory, a file that is not a ring, a ring with a damaged header or (run
 //! as another user) a file it may not open, fails with one `mmring: <path>: ...` line
-//! on stderr and a non-zero status, never a panic.
+//! on stderr and a non-zero status, never a panic; and that a FIFO is refused at once,
+//! not waited on for a writer.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -186,5 +187,49 @@ fn every_command_fails_cleanly_without_permission() {
         let code = fails_on_one_line(&args, &path, Some(NOBODY));
         let expected = if args[0] == "verify" { 2 } else { 3 };
         assert_eq!(code, expected, "{args:?}");
+    }
+}
+
+/// Regression: `verify` and `dump` opened their file read-only, which for a FIFO
+/// blocks until some process opens it for writing: `mmring verify some.fifo` hung
+/// for ever instead of saying it is not a ring file.
+#[test]
+fn every_command_refuses_a_fifo_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("jobs.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    for args in commands(&fifo) {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mmring"))
+            .args(&args)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(status.is_some(), "{args:?} waited on the FIFO");
+        // The same one-line failure as for any other file it can't use.
+        let code = fails_on_one_line(&args, &fifo, None);
+        if args[0] == "verify" {
+            assert_eq!(code, 2, "{args:?}");
+        }
     }
 }

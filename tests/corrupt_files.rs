@@ -8,7 +8,8 @@
 //! refused at open and by operations on an open ring; a damaged record payload or
 //! header is reported once as `Corrupt` at the record's offset and the next entry is
 //! still delivered intact; a damaged stamp makes the record skipped, never returned;
-//! and, over thousands of random bit flips and byte overwrites anywhere in the file,
+//! an abandoned record with an impossible length is reported by peek as by pop; and,
+//! over thousands of random bit flips and byte overwrites anywhere in the file,
 //! opening and draining never panics or hangs and never returns an entry that was not
 //! pushed, or the same entry twice.
 
@@ -1153,4 +1154,33 @@ fn random_damage_never_panics_hangs_or_returns_a_wrong_entry() {
         assert!(tally.corrupt_errors > 0 && tally.entries > 0, "{tally:?}");
         assert!(tally.all_delivered > 0, "{tally:?}");
     }
+}
+
+/// Regression: at an abandoned record whose claim word gives an impossible length, peek
+/// ended its listing without a word, while verify reports the claim word and pop
+/// reports `Corrupt` there and goes on. Peek now reports it, at the same offset.
+#[test]
+fn abandoned_record_with_an_impossible_length_is_reported_by_peek_as_by_pop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = closed_ring(dir.path(), "r", 65536, OnFull::Reject);
+    let (first, second) = {
+        let ring = Ring::open(&path).unwrap();
+        (ring.push(b"first").unwrap(), ring.push(b"second").unwrap())
+    };
+    let rec = HEADER_LEN + first;
+    write_u64(&path, rec + REC_STAMP_OFFSET, first | STATE_ABANDONED);
+    write_u64(&path, rec + REC_CLAIM_OFFSET, u64::from(u32::MAX));
+
+    let report = mmring::verify(&path).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].offset, rec + REC_CLAIM_OFFSET);
+    let ring = Ring::open(&path).unwrap();
+    let peeked: Vec<_> = ring.peek().map(|e| e.map(|e| e.id())).collect();
+    assert_eq!(peeked.len(), 1, "{peeked:?}");
+    assert_corrupt_at(peeked.into_iter().next().unwrap(), rec + REC_CLAIM_OFFSET);
+    assert_corrupt_at(
+        ring.pop().map(|e| e.map(|e| e.id())),
+        rec + REC_CLAIM_OFFSET,
+    );
+    assert_eq!(ring.pop().unwrap().map(|e| e.id()), Some(second));
 }

@@ -134,7 +134,11 @@ fuzz_target!(|input: &[u8]| {
     std::fs::write(&path, &bytes).unwrap();
     if mmring::repair(&path).is_ok() {
         let report = mmring::verify(&path).expect("verify after a successful repair");
-        assert!(report.is_clean(), "problems after repair: {:?}", report.problems);
+        assert!(
+            report.is_clean(),
+            "problems after repair: {:?}",
+            report.problems
+        );
         let ring = Ring::open(&path).expect("open after a successful repair");
         for _ in 0..bound {
             match ring.pop() {

@@ -366,8 +366,12 @@ impl<R: Region> RawRing<R> {
     /// Validates `read_pos` and `write_pos` and, where they are impossible, chooses
     /// new values (stored in the region when repairing).
     ///
-    /// The write position can be rebuilt from the records: it is the end of the
-    /// newest one any stamp shows. The read position can't: a popped record keeps its
+    /// The write position can be checked against the records and rebuilt from them. A
+    /// producer reserves before it writes, so every record mmring wrote ends at or
+    /// before `write_pos`: a committed record whose header validates (its checksum
+    /// covers its position) ending past it proves `write_pos` was damaged to a lower
+    /// value. A lost or too low write position becomes the end of the newest record
+    /// the stamps show. The read position can't be rebuilt: a popped record keeps its
     /// committed stamp, so nothing in the region tells the entries still queued from
     /// the ones already delivered. A lost read position is therefore set to the write
     /// position, dropping what lay between rather than delivering anything twice.
@@ -378,17 +382,21 @@ impl<R: Region> RawRing<R> {
         let consistent = |read: u64, write: u64| read <= write && write - read <= region_len;
         let read_valid = position_is_valid(read);
         let write_valid = position_is_valid(write);
-        if read_valid && write_valid && consistent(read, write) {
+        let intact = self.newest_end_within(MAX_POS, true);
+        let settled = read_valid && write_valid && consistent(read, write);
+        // A write position that moved during the scan belongs to a live ring, whose
+        // newest records may have been written after `write` was loaded.
+        if settled && (intact <= write || self.write_pos().load(Ordering::Acquire) != write) {
             return (read, write);
         }
-        let newest = self.newest_record_end();
+        let newest = self.newest_record_end(intact);
         let new_write = if !write_valid {
             newest.max(if read_valid { read } else { 0 })
         } else if read_valid && consistent(read, newest) {
             // The records agree with the read position: the write position is wrong.
             newest
         } else {
-            write
+            write.max(intact)
         };
         let new_read = if read_valid && consistent(read, new_write) {
             read
@@ -396,12 +404,15 @@ impl<R: Region> RawRing<R> {
             new_write
         };
         if new_write != write {
-            let why = if write_valid {
-                format!(
-                    "write position {write} is out of reach of the read position {read}                      ({region_len}-byte region)"
-                )
-            } else {
+            let why = if !write_valid {
                 format!("write position {write} is not a multiple of 8 below 2^62")
+            } else if write < intact {
+                format!("write position {write} is behind the intact record ending at {intact}")
+            } else {
+                format!(
+                    "write position {write} is out of reach of the read position {read} \
+                     ({region_len}-byte region)"
+                )
             };
             walk.problems.push(Finding {
                 offset: WRITE_POS_OFFSET as u64,
@@ -417,7 +428,8 @@ impl<R: Region> RawRing<R> {
         if new_read != read {
             let why = if read_valid {
                 format!(
-                    "read position {read} is out of reach of the write position {new_write}                      ({region_len}-byte region)"
+                    "read position {read} is out of reach of the write position {new_write} \
+                     ({region_len}-byte region)"
                 )
             } else {
                 format!("read position {read} is not a multiple of 8 below 2^62")
@@ -461,9 +473,30 @@ impl<R: Region> RawRing<R> {
         count
     }
 
-    /// The end of the newest record any stamp in the region shows: every word that is
-    /// a plausible stamp for its own offset, at its claimed or padded length.
-    fn newest_record_end(&self) -> u64 {
+    /// Where the records say writing stopped, given `intact`, the end of the newest
+    /// intact record (a committed one whose header validates). Every word that is a
+    /// plausible stamp for its own offset counts, at its length: an intact record up
+    /// to its end, padding to the end of its lap, any other stamp by one word.
+    ///
+    /// Records newer than the newest intact one are ones never finished, less than a
+    /// region past it; a stamp further ahead is damage (in a region whose length is a
+    /// power of two, a stamp with a flipped high bit still fits its offset) and is not
+    /// counted, nor is an end at or past `MAX_POS`, which no valid position reaches.
+    fn newest_record_end(&self, intact: u64) -> u64 {
+        // Without an intact record there is nothing to measure from (and nothing to
+        // lose by trusting any stamp).
+        let limit = if intact == 0 {
+            MAX_POS
+        } else {
+            intact + self.params.region_len
+        };
+        self.newest_end_within(limit, false)
+    }
+
+    /// The newest record end at or below `limit` (and below `MAX_POS`) that the stamps
+    /// show, counted as [`newest_record_end`](Self::newest_record_end) describes; with
+    /// `intact_only`, only intact records count.
+    fn newest_end_within(&self, limit: u64, intact_only: bool) -> u64 {
         let region_len = self.params.region_len;
         let mut newest = 0;
         let mut off = 0;
@@ -472,14 +505,19 @@ impl<R: Region> RawRing<R> {
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
             if pos < MAX_POS && pos % region_len == off && format::starts_record(state) {
-                let end = match state {
-                    STATE_COMMITTED => self
-                        .read_meta(pos)
-                        .map_or(pos + RECORD_ALIGN, |m| pos + format::record_len(m.data_len)),
-                    STATE_PADDING => self.lap_end(pos),
-                    _ => pos + RECORD_ALIGN,
+                let intact = (state == STATE_COMMITTED)
+                    .then(|| self.read_meta(pos).ok())
+                    .flatten()
+                    .map(|meta| pos + format::record_len(meta.data_len));
+                let end = match (intact, state) {
+                    (Some(end), _) => Some(end),
+                    (None, _) if intact_only => None,
+                    (None, STATE_PADDING) => Some(self.lap_end(pos)),
+                    (None, _) => Some(pos + RECORD_ALIGN),
                 };
-                newest = newest.max(end);
+                if let Some(end) = end.filter(|end| *end < MAX_POS && *end <= limit) {
+                    newest = newest.max(end);
+                }
             }
             off += RECORD_ALIGN;
         }

@@ -477,6 +477,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     let invalid = || format!("{text:?} is not a duration such as 30s, 500ms, 5m, 2h or 1h30m");
+    if text.is_empty() {
+        return Err(invalid());
+    }
     let mut rest = text;
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
@@ -542,6 +545,9 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("s").is_err());
+        // Regression: an empty argument (`--timeout ""`) was read as zero.
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration(" ").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use mmring::inspect::{Span, SpanKind};
@@ -46,7 +46,13 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
         what: path.display().to_string(),
         error,
     };
-    let file = File::open(path).map_err(io_failure)?;
+    // Non-blocking: a FIFO would otherwise wait for a writer before the regular-file
+    // check below could refuse it. On a regular file the flag changes nothing.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(io_failure)?;
     let meta = file.metadata().map_err(io_failure)?;
     if !meta.is_file() {
         return Err(Failure::Usage {

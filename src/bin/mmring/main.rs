@@ -73,6 +73,8 @@ Exit status:
   5  the ring is full and rejects pushes
   6  the ring file already exists (create --force replaces it)
   7  pop --wait --timeout: the time ran out before enough entries arrived
+A closed stdout (as in `mmring pop --all | head -1`) ends a command quietly, status 0
+(verify keeps its verdict).
 mmring verify: 0 clean, 1 problems found, 2 not a ring file or unreadable";
 
 /// Why a command failed. Every variant knows what it concerns (a path, `stdin`,
@@ -93,6 +95,10 @@ pub(crate) enum Failure {
         /// The operating system's error.
         error: std::io::Error,
     },
+    /// The reader of stdout closed it (`mmring pop --all | head -1`): not an error of
+    /// mmring's, so the command ends quietly with status 0, as a program killed by
+    /// `SIGPIPE` would end without a word.
+    StdoutClosed,
     /// An argument is out of range in a way clap could not check.
     Usage {
         /// The argument, or the file it concerns.
@@ -139,6 +145,8 @@ pub(crate) enum Failure {
         count: usize,
         /// Whether `--repair` fixed them.
         repaired: bool,
+        /// Whether the header is damaged, which no repair fixes.
+        header: bool,
     },
 }
 
@@ -163,6 +171,7 @@ impl Failure {
                 _ => EXIT_CHECK_FAILED,
             },
             Failure::Io { .. } => EXIT_IO,
+            Failure::StdoutClosed => EXIT_OK,
             Failure::Usage { .. } => EXIT_USAGE,
             Failure::Skipped { .. } => EXIT_BAD_RING,
             Failure::Check { .. } | Failure::Bench { .. } => EXIT_CHECK_FAILED,
@@ -181,6 +190,7 @@ impl Failure {
             | Failure::Unverifiable { path, .. }
             | Failure::ProblemsFound { path, .. } => path.display().to_string(),
             Failure::Io { what, .. } | Failure::Usage { what, .. } => what.clone(),
+            Failure::StdoutClosed => "stdout".to_owned(),
             Failure::Check { .. } => "demo".to_owned(),
             Failure::Bench { .. } => "bench".to_owned(),
         }
@@ -194,6 +204,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Ring { error, .. } => fmt_ring_error(error, f),
             Failure::Io { error, .. } => write!(f, "{error}"),
+            Failure::StdoutClosed => f.write_str("closed by its reader"),
             Failure::Usage { message, .. } => f.write_str(message),
             Failure::Skipped { count, .. } => write!(
                 f,
@@ -206,6 +217,10 @@ impl fmt::Display for Failure {
                 waited.as_secs_f64()
             ),
             Failure::Unverifiable { error, .. } => fmt_ring_error(error, f),
+            Failure::ProblemsFound { header: true, .. } => f.write_str(
+                "the header is damaged (listed on stdout); `--repair` does not guess its \
+                 fields: restore the file from a copy, or create the ring anew",
+            ),
             Failure::ProblemsFound {
                 count,
                 repaired: false,
@@ -308,7 +323,7 @@ fn main() -> ExitCode {
         cli::Command::DemoWorker(args) => demo_worker::run(&args),
     };
     match outcome {
-        Ok(()) => ExitCode::from(EXIT_OK),
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::from(EXIT_OK),
         Err(failure) => {
             warn(&failure.subject(), &failure);
             ExitCode::from(failure.exit_code())

@@ -13,11 +13,17 @@ use crate::{AtPath, Failure, Outcome, warn};
 /// Prints up to `limit` entries from `entries` to stdout. A corrupt record is reported
 /// on stderr and the listing goes on; the outcome then says records were skipped.
 /// Shared by `pop` (entries it removes) and `peek` (entries it only reads).
+///
+/// With `flush_each`, every entry is written out before the next is asked for: for
+/// `pop --wait`, whose next entry may take long to come, so that an entry already
+/// removed from the ring is never held back in the buffer (and lost if the command
+/// is then interrupted).
 pub(crate) fn print_entries(
     path: &Path,
     entries: impl Iterator<Item = mmring::Result<Entry>>,
     limit: u64,
     format: Format,
+    flush_each: bool,
 ) -> Outcome {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -28,6 +34,9 @@ pub(crate) fn print_entries(
             Ok(entry) => {
                 printed += 1;
                 write_entry(&mut out, &entry, format).map_err(stdout_failure)?;
+                if flush_each {
+                    out.flush().map_err(stdout_failure)?;
+                }
             }
             Err(error @ Error::Corrupt { .. }) => {
                 skipped += 1;
@@ -96,8 +105,11 @@ pub(crate) fn write_entry(out: &mut impl Write, entry: &Entry, format: Format) -
     }
 }
 
-/// A write to stdout failed.
+/// A write to stdout failed; its reader closing it is not an error of ours.
 pub(crate) fn stdout_failure(error: io::Error) -> Failure {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        return Failure::StdoutClosed;
+    }
     Failure::Io {
         what: "stdout".to_owned(),
         error,

@@ -14,5 +14,5 @@ pub(crate) fn run(args: &PeekArgs) -> Outcome {
     if limit == 0 {
         return Ok(());
     }
-    print_entries(&args.path, ring.peek(), limit, args.format)
+    print_entries(&args.path, ring.peek(), limit, args.format, false)
 }

@@ -2,7 +2,7 @@
 //! them to arrive.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mmring::{Entry, Ring};
 
@@ -20,13 +20,16 @@ pub(crate) fn run(args: &PopArgs) -> Outcome {
     if limit == 0 {
         return Ok(());
     }
-    let deadline = args.timeout.map(|timeout| Instant::now() + timeout);
+    // A timeout too long to add to the clock is no deadline at all.
+    let deadline = args
+        .timeout
+        .and_then(|timeout| Instant::now().checked_add(timeout));
     let timed_out = Cell::new(false);
     let mut waited_for_first = false;
     let popped = std::iter::from_fn(|| {
         // Without --wait, and with --all once something arrived: only what is ready.
         if !args.wait || (args.all && waited_for_first) {
-            return ring.pop().transpose();
+            return pop_ready(&ring).transpose();
         }
         waited_for_first = true;
         match pop_waiting(&ring, deadline) {
@@ -38,7 +41,7 @@ pub(crate) fn run(args: &PopArgs) -> Outcome {
             Err(error) => Some(Err(error)),
         }
     });
-    print_entries(&args.path, popped, limit, args.format)?;
+    print_entries(&args.path, popped, limit, args.format, args.wait)?;
     if timed_out.get() {
         return Err(Failure::TimedOut {
             path: args.path.clone(),
@@ -46,6 +49,39 @@ pub(crate) fn run(args: &PopArgs) -> Outcome {
         });
     }
     Ok(())
+}
+
+/// Pops the oldest entry if one is ready.
+///
+/// Nothing to pop while `read_pos < write_pos` means the head is reserved but not
+/// committed: its producer is writing it, or died. Readers skip a dead producer's
+/// record after the ring's abandon timeout, timed from when each reader first sees the
+/// head stuck; so this one-shot reader gives the head that long (a live producer
+/// commits within microseconds) before it reports nothing ready. Otherwise a
+/// producer that died mid-push would hide every entry behind it from `mmring pop`
+/// for good.
+fn pop_ready(ring: &Ring) -> mmring::Result<Option<Entry>> {
+    const MAX_SLEEP: Duration = Duration::from_millis(10);
+    let mut sleep = Duration::from_micros(50);
+    let mut deadline = None;
+    loop {
+        if let Some(entry) = ring.pop()? {
+            return Ok(Some(entry));
+        }
+        let stats = ring.stats();
+        if stats.read_pos >= stats.write_pos {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        // A little past the timeout: the ring checks it only when polled.
+        let deadline = *deadline
+            .get_or_insert_with(|| now + ring.abandon_timeout() + Duration::from_millis(50));
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(sleep.min(deadline - now));
+        sleep = (sleep * 2).min(MAX_SLEEP);
+    }
 }
 
 /// Pops an entry, waiting for one while the ring is empty until `deadline` (`None`:

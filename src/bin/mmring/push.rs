@@ -14,6 +14,15 @@ use crate::{AtPath, Failure, Outcome};
 /// stay in the ring).
 pub(crate) fn run(args: &PushArgs) -> Outcome {
     let ring = Ring::open(&args.path).at(&args.path)?;
+    // Reads from stdin stop just past the largest entry the ring takes: a longer one
+    // is refused without holding all of it (or an endless stream) in memory.
+    let max = ring.max_entry_size() as u64;
+    let too_long = || Failure::Usage {
+        what: "stdin".to_owned(),
+        message: format!(
+            "an entry is longer than this ring's maximum of {max} bytes; create a larger ring"
+        ),
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut push_one = |data: &[u8]| -> Outcome {
@@ -35,8 +44,12 @@ pub(crate) fn run(args: &PushArgs) -> Outcome {
         let mut all = Vec::new();
         io::stdin()
             .lock()
+            .take(max + 1)
             .read_to_end(&mut all)
             .map_err(stdin_failure)?;
+        if all.len() as u64 > max {
+            return Err(too_long());
+        }
         push_one(&all)?;
     } else {
         let separator = if args.null { b'\0' } else { b'\n' };
@@ -45,11 +58,18 @@ pub(crate) fn run(args: &PushArgs) -> Outcome {
         let mut item = Vec::new();
         loop {
             item.clear();
+            // Two bytes past the largest entry: room for a line's `\r\n`.
+            let limit = max + 2;
             let read = input
+                .by_ref()
+                .take(limit)
                 .read_until(separator, &mut item)
                 .map_err(stdin_failure)?;
             if read == 0 {
                 break;
+            }
+            if read as u64 == limit && item.last() != Some(&separator) {
+                return Err(too_long());
             }
             if args.null {
                 push_one(item.strip_suffix(b"\0").unwrap_or(&item))?;

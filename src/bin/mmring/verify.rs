@@ -39,9 +39,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Outcome {
     } else {
         render(&report)
     };
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(stdout_failure)?;
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        // A reader that stopped reading (`| head -1`) does not change the verdict,
+        // which the exit status carries.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(error) => return Err(stdout_failure(error)),
+    }
     if report.is_clean() {
         return Ok(());
     }
@@ -49,6 +53,7 @@ pub(crate) fn run(args: &VerifyArgs) -> Outcome {
         path: path.clone(),
         count: report.problems.len(),
         repaired: report.repaired,
+        header: !report.records_checked,
     })
 }
 
