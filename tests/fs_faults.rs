@@ -531,7 +531,14 @@ fn processes_racing_to_create_one_path_make_exactly_one_ring() {
             let (path, sizes, done) = (path.clone(), sizes.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut opened = 0u32;
-                while !done.load(Ordering::Relaxed) {
+                // Until the race is over and it has seen the ring at least once: on a
+                // loaded machine it may not be scheduled during the race at all.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !(done.load(Ordering::Relaxed) && opened > 0) {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "observer never saw a ring"
+                    );
                     match Ring::open(&path) {
                         Ok(ring) => {
                             assert!(sizes.contains(&ring.file_size()), "{}", ring.file_size());
