@@ -66,13 +66,13 @@ impl MmapRegion {
     /// The whole mapping as atomic words: the only way the ring touches it.
     fn words(&self) -> &[AtomicU64] {
         let first = self.map.as_mut_ptr().cast::<AtomicU64>();
-        // SAFETY: the map is page-aligned, so 8-aligned, and `len` bytes long with
-        // `len` a multiple of 8 (Header::from_bytes checks file_len % 8 == 0 before a
-        // ring is mapped); it stays mapped, readable and writable for as long as
-        // `&self`. Every access to it, from this process or another mmring process, is
-        // atomic (this slice is the only view mmring makes), so no non-atomic access
-        // races with these atomics. Another program writing the file is the residual
-        // risk the module documentation states.
+        // The map is page-aligned and `len` bytes long, `len` a multiple of 8
+        // (Header::from_bytes checks file_len % 8 == 0 before a ring is mapped). Every
+        // access to it, from this process or another mmring process, goes through this
+        // slice of atomics. Another program writing the file is the residual risk the
+        // module documentation states.
+        // SAFETY: `first` is 8-aligned and valid for `len / 8` words, which stay mapped
+        // for as long as `&self`, and are never accessed non-atomically (above).
         unsafe { std::slice::from_raw_parts(first, self.len / 8) }
     }
 
@@ -101,10 +101,10 @@ fn map_file(file: &File, path: &Path, len: u64, access: Access) -> Result<MmapRe
     options.len(len_usize);
     let map = match access {
         Access::Shared => options.map_raw(file),
-        // SAFETY: memmap2 makes map_copy unsafe because another process may change
-        // or truncate the file underneath the map; MmapRegion only ever reaches the
-        // bytes through atomics and copies (never references), exactly as it does
-        // for the shared map, and the truncation risk is the one `Ring` documents.
+        // memmap2 makes map_copy unsafe because another process may change or
+        // truncate the file underneath the map.
+        // SAFETY: MmapRegion reaches the bytes only through atomics, as for the shared
+        // map; the truncation risk is the one `Ring` documents.
         Access::Private => unsafe { options.map_copy(file) }.map(MmapRaw::from),
     }
     .map_err(|e| Error::io(path, "mmap", e))?;
