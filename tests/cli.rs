@@ -18,37 +18,14 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
+
+mod cli_support;
+use cli_support::*;
 
 // The README example, compiled into this test so that it runs, not only builds.
 #[path = "../examples/readme.rs"]
 mod readme_example;
-
-fn mmring() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mmring"));
-    command.env_remove("RUST_BACKTRACE");
-    command
-}
-
-/// A temporary directory and a ring path inside it.
-fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.ring");
-    (dir, path)
-}
-
-fn create(path: &Path, extra: &[&str]) {
-    mmring()
-        .arg("create")
-        .arg(path)
-        .args(["--size", "64KiB"])
-        .args(extra)
-        .assert()
-        .success()
-        .stdout("")
-        .stderr("");
-}
 
 /// The value in the row named `name` of a table printed by `mmring info`.
 fn table_row(table: &str, name: &str) -> String {
@@ -61,10 +38,6 @@ fn table_row(table: &str, name: &str) -> String {
         })
         .next()
         .unwrap_or_else(|| panic!("no row {name:?} in\n{table}"))
-}
-
-fn stdout_of(assert: assert_cmd::assert::Assert) -> String {
-    String::from_utf8(assert.get_output().stdout.clone()).unwrap()
 }
 
 /// Asserts a failure with exit status `code` and exactly one stderr line, starting

@@ -12,22 +12,12 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn mmring() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mmring"));
-    command.env_remove("RUST_BACKTRACE");
-    command
-}
-
-fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.ring");
-    (dir, path)
-}
+mod cli_support;
+use cli_support::*;
 
 /// A 64 KiB reject-mode ring holding `entries`; returns their IDs.
 fn ring_with(path: &Path, entries: &[&str]) -> Vec<u64> {
@@ -46,11 +36,6 @@ fn ring_with(path: &Path, entries: &[&str]) -> Vec<u64> {
             .success(),
     );
     ids.lines().map(|id| id.parse().unwrap()).collect()
-}
-
-fn stdout_of(assert: impl std::borrow::Borrow<assert_cmd::assert::Assert>) -> String {
-    let assert = assert.borrow();
-    String::from_utf8(assert.get_output().stdout.clone()).unwrap()
 }
 
 fn stderr_of(assert: &assert_cmd::assert::Assert) -> String {

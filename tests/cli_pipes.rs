@@ -17,42 +17,18 @@
 //! abandon timeout.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn mmring() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mmring"));
-    command.env_remove("RUST_BACKTRACE");
-    command
-}
-
-fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("test.ring");
-    (dir, path)
-}
-
-fn create(path: &Path) {
-    mmring()
-        .arg("create")
-        .arg(path)
-        .args(["--size", "64KiB", "--on-full", "reject"])
-        .assert()
-        .success();
-}
-
-fn stdout_of(assert: assert_cmd::assert::Assert) -> Vec<u8> {
-    assert.get_output().stdout.clone()
-}
+mod cli_support;
+use cli_support::*;
 
 #[test]
 fn push_raw_stores_all_of_stdin_as_one_entry() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     let payload: Vec<u8> = (0..=255u8)
         .chain(b"\nline\r\n\0end".iter().copied())
         .collect();
@@ -74,7 +50,7 @@ fn push_raw_stores_all_of_stdin_as_one_entry() {
 #[test]
 fn push_null_splits_on_nul_bytes() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     mmring()
         .args(["push", "--null"])
         .arg(&path)
@@ -92,7 +68,7 @@ fn push_null_splits_on_nul_bytes() {
 #[test]
 fn pop_json_carries_id_version_ttl_write_time_size_and_data() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     let before_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -103,7 +79,7 @@ fn pop_json_carries_id_version_ttl_write_time_size_and_data() {
         .arg("tea \"time\"")
         .assert()
         .success();
-    let json = String::from_utf8(stdout_of(
+    let json = String::from_utf8(stdout_bytes(
         mmring()
             .args(["pop", "--format", "json"])
             .arg(&path)
@@ -136,8 +112,8 @@ fn pop_json_carries_id_version_ttl_write_time_size_and_data() {
 fn pop_raw_piped_into_push_raw_copies_the_entries_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (from, to) = (dir.path().join("from.ring"), dir.path().join("to.ring"));
-    create(&from);
-    create(&to);
+    create(&from, &["--on-full", "reject"]);
+    create(&to, &["--on-full", "reject"]);
     mmring()
         .arg("push")
         .arg(&from)
@@ -175,7 +151,7 @@ fn pop_raw_piped_into_push_raw_copies_the_entries_exactly() {
 #[test]
 fn pop_wait_in_one_process_receives_what_another_pushes() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     let count = 200;
     // The consumer starts first, on an empty ring, and waits (bounded by --timeout,
     // so a lost entry fails the test instead of hanging it).
@@ -266,7 +242,7 @@ fn pop_wait_in_one_process_receives_what_another_pushes() {
 #[test]
 fn pop_wait_timeout_gives_up_with_status_7_keeping_what_arrived() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     let started = Instant::now();
     let assert = mmring()
         .args(["pop", "--wait", "--timeout", "300ms"])
@@ -314,7 +290,7 @@ fn pop_wait_timeout_gives_up_with_status_7_keeping_what_arrived() {
 #[test]
 fn timeout_needs_wait() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     mmring()
         .args(["pop", "--timeout", "1s"])
         .arg(&path)
@@ -329,7 +305,7 @@ fn timeout_needs_wait() {
 #[test]
 fn pop_wait_with_a_timeout_beyond_the_clock_waits_without_a_deadline() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     mmring()
         .arg("push")
         .arg(&path)
@@ -399,7 +375,7 @@ fn commands_writing_into_a_closed_pipe_end_quietly() {
 #[test]
 fn pop_wait_writes_each_entry_before_waiting_for_the_next() {
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     mmring()
         .arg("push")
         .arg(&path)
@@ -449,7 +425,7 @@ fn pop_wait_writes_each_entry_before_waiting_for_the_next() {
 fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
     const STREAM: usize = 64 << 20;
     let (_dir, path) = scratch();
-    create(&path);
+    create(&path, &["--on-full", "reject"]);
     for mode in [&["--raw"][..], &[]] {
         let mut child = StdCommand::new(env!("CARGO_BIN_EXE_mmring"))
             .arg("push")

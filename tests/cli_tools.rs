@@ -14,23 +14,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn mmring() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mmring"));
-    command.env_remove("RUST_BACKTRACE");
-    command
-}
-
-fn create(path: &Path) {
-    mmring()
-        .arg("create")
-        .arg(path)
-        .args(["--size", "64KiB"])
-        .assert()
-        .success();
-}
+mod cli_support;
+use cli_support::*;
 
 #[test]
 fn bench_with_threads_and_with_processes_moves_every_entry() {
@@ -142,7 +129,7 @@ fn every_command_fails_cleanly_on_files_it_cannot_use() {
     let text = dir.path().join("text.ring");
     std::fs::write(&text, "not a ring\n".repeat(1000)).unwrap();
     let damaged = dir.path().join("damaged.ring");
-    create(&damaged);
+    create(&damaged, &[]);
     let mut bytes = std::fs::read(&damaged).unwrap();
     bytes[16] ^= 0x40; // file_len, under the header checksum
     std::fs::write(&damaged, bytes).unwrap();
@@ -173,7 +160,7 @@ fn every_command_fails_cleanly_without_permission() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path: PathBuf = dir.path().join("private.ring");
-    create(&path); // mode 0600, owned by root
+    create(&path, &[]); // mode 0600, owned by root
     let probe = std::process::Command::new(env!("CARGO_BIN_EXE_mmring"))
         .arg("--version")
         .uid(NOBODY)
