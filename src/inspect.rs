@@ -85,12 +85,7 @@ impl Report {
 }
 
 fn checker(region: MmapRegion, header: &Header) -> RawRing<MmapRegion> {
-    let params = Params {
-        region_len: header.region_len,
-        policy: header.policy,
-        default_ttl_secs: header.default_ttl_secs,
-        abandon_ms: header.abandon_ms,
-    };
+    let params = Params::from_header(header);
     RawRing::unvalidated(
         region,
         params,

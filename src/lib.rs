@@ -145,12 +145,7 @@ mod api {
             header: &Header,
             path: &Path,
         ) -> Result<Ring> {
-            let params = Params {
-                region_len: header.region_len,
-                policy: header.policy,
-                default_ttl_secs: header.default_ttl_secs,
-                abandon_ms: header.abandon_ms,
-            };
+            let params = Params::from_header(header);
             let raw = RawRing::new(
                 region,
                 params,

@@ -54,6 +54,18 @@ pub(crate) struct Params {
     pub abandon_ms: u32,
 }
 
+impl Params {
+    /// The parameters a validated header holds.
+    pub(crate) fn from_header(header: &format::Header) -> Params {
+        Params {
+            region_len: header.region_len,
+            policy: header.policy,
+            default_ttl_secs: header.default_ttl_secs,
+            abandon_ms: header.abandon_ms,
+        }
+    }
+}
+
 /// Counter values, read from the header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counters {
