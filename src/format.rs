@@ -515,53 +515,92 @@ pub(crate) struct RecordMeta {
 }
 
 /// A record header as bytes, stamp excluded (the stamp is accessed atomically).
+#[cfg(test)]
 pub(crate) type RecordHeaderBytes = [u8; REC_HEADER_LEN];
 
-/// CRC32C over the record position and `rec[8..16] ‖ rec[20..56]`: everything in the
-/// header but the stamp and the checksum itself. Including the position binds the
-/// metadata to the place it was written, so a stale header from an earlier lap never
-/// validates.
-pub(crate) fn meta_crc(pos: u64, rec: &RecordHeaderBytes) -> u32 {
-    // The 52 bytes as six words and a tail, so the checksum is straight-line code.
-    const _: () = assert!(REC_HEADER_LEN - REC_VERSION_OFFSET == 4 * 8 + 4);
-    let words = [
-        pos,
-        u64_at(rec, REC_CLAIM_OFFSET),
-        u64_at(rec, REC_VERSION_OFFSET),
-        u64_at(rec, REC_VERSION_OFFSET + 8),
-        u64_at(rec, REC_VERSION_OFFSET + 16),
-        u64_at(rec, REC_VERSION_OFFSET + 24),
-    ];
-    crate::crc::crc32c_meta(words, u32_at(rec, REC_VERSION_OFFSET + 32))
+/// Words in a record header.
+pub(crate) const REC_HEADER_WORDS: usize = REC_HEADER_LEN / 8;
+
+/// A record header as its little-endian words, stamp first: what the ring loads and
+/// stores (word-aligned atomics), without going through bytes.
+pub(crate) type RecordHeaderWords = [u64; REC_HEADER_WORDS];
+
+/// CRC32C over the record position and bytes `8..16` and `20..56` of the header
+/// (given as words): everything in the header but the stamp and the checksum itself.
+/// Including the position binds the metadata to the place it was written, so a stale
+/// header from an earlier lap never validates.
+fn meta_crc_words(pos: u64, w: &RecordHeaderWords) -> u32 {
+    // Bytes 20..56 start in the high half of word 2: six words and a tail, so the
+    // checksum is straight-line code.
+    const _: () = assert!(REC_VERSION_OFFSET == 2 * 8 + 4 && REC_HEADER_WORDS == 7);
+    let joined = |i: usize| (w[i] >> 32) | (w[i + 1] << 32);
+    let words = [pos, w[1], joined(2), joined(3), joined(4), joined(5)];
+    crate::crc::crc32c_meta(words, (w[6] >> 32) as u32)
+}
+
+/// The words of a header given as bytes.
+#[cfg(test)]
+fn words_of(b: &RecordHeaderBytes) -> RecordHeaderWords {
+    std::array::from_fn(|i| u64_at(b, 8 * i))
 }
 
 impl RecordMeta {
     /// Encodes the record header for position `pos` with claim word `claim`. The stamp
     /// bytes are left zero: the stamp is published separately with an atomic.
+    #[cfg(test)]
     pub(crate) fn to_bytes(self, pos: u64, claim: u64) -> RecordHeaderBytes {
         let mut b = [0u8; REC_HEADER_LEN];
-        b[REC_CLAIM_OFFSET..][..8].copy_from_slice(&claim.to_le_bytes());
-        b[REC_VERSION_OFFSET..][..8].copy_from_slice(&self.version.to_le_bytes());
-        b[REC_DATA_LEN_OFFSET..][..4].copy_from_slice(&self.data_len.to_le_bytes());
-        b[REC_TTL_OFFSET..][..4].copy_from_slice(&self.ttl_secs.to_le_bytes());
-        b[REC_ID_OFFSET..][..8].copy_from_slice(&self.id.to_le_bytes());
-        b[REC_DATA_CRC_OFFSET..][..4].copy_from_slice(&self.data_crc.to_le_bytes());
-        b[REC_WRITE_TIME_OFFSET..][..8].copy_from_slice(&self.write_time_ms.to_le_bytes());
-        let crc = meta_crc(pos, &b);
-        b[REC_META_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+        for (chunk, word) in b.chunks_exact_mut(8).zip(self.to_words(pos, claim)) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
         b
+    }
+
+    /// `to_bytes` as words (the stamp word 0).
+    pub(crate) fn to_words(self, pos: u64, claim: u64) -> RecordHeaderWords {
+        // Field offsets (FORMAT.md): meta_crc 16, version 20, data_len 28, ttl 32,
+        // id 36, data_crc 44, write_time 48.
+        const _: () = assert!(
+            REC_META_CRC_OFFSET == 16
+                && REC_DATA_LEN_OFFSET == 28
+                && REC_TTL_OFFSET == 32
+                && REC_ID_OFFSET == 36
+                && REC_DATA_CRC_OFFSET == 44
+                && REC_WRITE_TIME_OFFSET == 48
+        );
+        let mut w = [
+            0,
+            claim,
+            self.version << 32,
+            (self.version >> 32) | (u64::from(self.data_len) << 32),
+            u64::from(self.ttl_secs) | (self.id << 32),
+            (self.id >> 32) | (u64::from(self.data_crc) << 32),
+            self.write_time_ms,
+        ];
+        w[2] |= u64::from(meta_crc_words(pos, &w));
+        w
     }
 
     /// Decodes and checks the header of the record at `pos` in a region of
     /// `region_len` bytes. On failure returns the record-relative offset of the
     /// offending field and what is wrong with it.
+    #[cfg(test)]
     pub(crate) fn from_bytes(
         pos: u64,
         b: &RecordHeaderBytes,
         region_len: u64,
     ) -> Result<RecordMeta, (usize, String)> {
-        let stored = u32_at(b, REC_META_CRC_OFFSET);
-        let computed = meta_crc(pos, b);
+        RecordMeta::from_words(pos, &words_of(b), region_len)
+    }
+
+    /// `from_bytes` of a header given as words (the stamp word is not used).
+    pub(crate) fn from_words(
+        pos: u64,
+        w: &RecordHeaderWords,
+        region_len: u64,
+    ) -> Result<RecordMeta, (usize, String)> {
+        let stored = w[2] as u32;
+        let computed = meta_crc_words(pos, w);
         if stored != computed {
             return Err((
                 REC_META_CRC_OFFSET,
@@ -569,12 +608,12 @@ impl RecordMeta {
             ));
         }
         let meta = RecordMeta {
-            version: u64_at(b, REC_VERSION_OFFSET),
-            data_len: u32_at(b, REC_DATA_LEN_OFFSET),
-            ttl_secs: u32_at(b, REC_TTL_OFFSET),
-            id: u64_at(b, REC_ID_OFFSET),
-            data_crc: u32_at(b, REC_DATA_CRC_OFFSET),
-            write_time_ms: u64_at(b, REC_WRITE_TIME_OFFSET),
+            version: (w[2] >> 32) | (w[3] << 32),
+            data_len: (w[3] >> 32) as u32,
+            ttl_secs: w[4] as u32,
+            id: (w[4] >> 32) | (w[5] << 32),
+            data_crc: (w[5] >> 32) as u32,
+            write_time_ms: w[6],
         };
         if meta.version != ENTRY_VERSION {
             return Err((
@@ -585,7 +624,7 @@ impl RecordMeta {
                 ),
             ));
         }
-        let claimed = claim_data_len(u64_at(b, REC_CLAIM_OFFSET));
+        let claimed = claim_data_len(w[1]);
         if claimed != meta.data_len {
             return Err((
                 REC_DATA_LEN_OFFSET,

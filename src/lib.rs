@@ -68,6 +68,8 @@ mod sync;
 mod wait;
 
 #[cfg(not(loom))]
+mod batch;
+#[cfg(not(loom))]
 mod clock;
 #[cfg(feature = "crash-points")]
 mod crash;
@@ -99,6 +101,7 @@ mod api {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    pub use crate::batch::{Batch, BatchIter};
     pub use crate::entry::{Entry, EntryInfo};
     pub use crate::inspect::{repair, verify};
     pub use crate::options::{OnFull, Options};
@@ -276,6 +279,49 @@ mod api {
                 })
         }
 
+        /// Appends `entries` in order, reserving room for as many of them at once as
+        /// there is free space for: one atomic operation on the write position for
+        /// the lot instead of one per entry, which is what makes batches faster than
+        /// as many [`push`](Ring::push)es. Entries get the default TTL and increasing
+        /// IDs, like pushes one by one. Returns how many were pushed, from the front
+        /// of `entries`.
+        ///
+        /// A full ring overwrites its oldest entries as for `push`, and an
+        /// [`OnFull::Block`] ring waits for room until all are pushed, so both return
+        /// `entries.len()`. An [`OnFull::Reject`] ring pushes what fits: fewer than
+        /// all means the ring filled up (pushing the rest then says [`Error::Full`]).
+        ///
+        /// # Errors
+        /// As [`push`](Ring::push), only when nothing was pushed; in particular
+        /// [`Error::TooLarge`] if any entry exceeds
+        /// [`max_entry_size`](Ring::max_entry_size), before anything is pushed.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// assert_eq!(ring.push_batch(&[&b"one"[..], b"two", b"three"])?, 3);
+        /// assert_eq!(ring.pop()?.unwrap().data(), b"one");
+        /// # Ok(()) }
+        /// ```
+        pub fn push_batch<T: AsRef<[u8]>>(&self, entries: &[T]) -> Result<usize> {
+            let ttl = self.raw.params().default_ttl_secs;
+            if self.raw.params().policy != Policy::Block {
+                return self.raw.push_batch(entries, ttl);
+            }
+            let mut done = 0;
+            while done < entries.len() {
+                match self.raw.push_batch_wait(&entries[done..], ttl, None) {
+                    Ok(Some(n)) => done += n,
+                    Ok(None) => {}
+                    Err(_) if done > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(done)
+        }
+
         /// Removes and returns the oldest live entry; `None` when there is none ready.
         ///
         /// `None` is also returned while the oldest entry is still being written by
@@ -445,6 +491,57 @@ mod api {
         /// ```
         pub fn pop_into(&self, buf: &mut Vec<u8>) -> Result<Option<EntryInfo>> {
             Ok(self.raw.pop_into(buf)?.map(EntryInfo::from))
+        }
+
+        /// Removes up to `max` of the oldest live entries at once into `batch`
+        /// (replacing what it held), and returns how many: 0 when none is ready. One
+        /// atomic operation on the read position for the lot, instead of one per
+        /// entry; every payload is verified as for [`pop`](Ring::pop). A batch takes
+        /// the committed entries that follow each other from the oldest; it stops
+        /// early at one still being written or damaged, which the next call handles.
+        /// While the ring has [`Subscriber`]s, entries are taken one per operation
+        /// (still into one batch).
+        ///
+        /// # Errors
+        /// As [`pop`](Ring::pop), for the oldest entry only: a damaged entry behind
+        /// good ones ends the batch before it and is reported by the next call.
+        ///
+        /// # Examples
+        /// ```
+        /// # fn main() -> Result<(), mmring::Error> {
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let ring = mmring::Options::new().create(dir.path().join("r"))?;
+        /// ring.push_batch(&[&b"a"[..], b"b", b"c"])?;
+        /// let mut batch = mmring::Batch::new();
+        /// assert_eq!(ring.pop_batch(&mut batch, 2)?, 2);
+        /// let data: Vec<&[u8]> = batch.iter().map(|(_, data)| data).collect();
+        /// assert_eq!(data, [b"a", b"b"]);
+        /// assert_eq!(ring.pop_batch(&mut batch, 2)?, 1);
+        /// # Ok(()) }
+        /// ```
+        pub fn pop_batch(&self, batch: &mut Batch, max: usize) -> Result<usize> {
+            self.raw.pop_batch(&mut batch.data, &mut batch.metas, max)
+        }
+
+        /// Like [`pop_batch`](Ring::pop_batch), but waits up to `timeout` (spinning
+        /// briefly, then asleep) for at least one entry. 0 if none came in time.
+        ///
+        /// # Errors
+        /// As [`pop`](Ring::pop).
+        pub fn pop_batch_timeout(
+            &self,
+            batch: &mut Batch,
+            max: usize,
+            timeout: Duration,
+        ) -> Result<usize> {
+            let deadline = Instant::now().checked_add(timeout);
+            Ok(self
+                .raw
+                .waiting()
+                .until(deadline, || {
+                    self.pop_batch(batch, max).map(|n| (n > 0).then_some(n))
+                })?
+                .unwrap_or(0))
         }
 
         /// Iterates over the live entries, oldest first, without removing them. The

@@ -92,6 +92,26 @@ impl LoomRing {
         Ok(self.0.pop_into(&mut buf)?.map(|m| (m.id, buf)))
     }
 
+    /// Pushes `entries` with one reservation where they fit; how many were pushed.
+    pub fn push_batch(&self, entries: &[&[u8]]) -> Result<usize> {
+        self.0.push_batch(entries, 0)
+    }
+
+    /// Pops up to `max` entries with one move of the read position.
+    pub fn pop_batch(&self, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let (mut data, mut metas) = (Vec::new(), Vec::new());
+        self.0.pop_batch(&mut data, &mut metas, max)?;
+        let mut at = 0;
+        Ok(metas
+            .iter()
+            .map(|meta| {
+                let len = meta.data_len as usize;
+                at += len;
+                (meta.id, data[at - len..at].to_vec())
+            })
+            .collect())
+    }
+
     /// Every entry a peek from the current read position sees.
     pub fn peek_all(&self) -> Result<Vec<(u64, Vec<u8>)>> {
         let (mut cursor, end) = self.0.positions()?;

@@ -42,6 +42,11 @@ impl Region for MmapRegion {
         &self.words()[off / 8]
     }
 
+    fn atomics(&self, off: usize, n: usize) -> &[AtomicU64] {
+        region::check_words(off, n, self.len);
+        &self.words()[off / 8..off / 8 + n]
+    }
+
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {
         region::check_word_u32(off, self.len);
         // Only ever accessed atomically (and by the kernel's futex calls, which read it

@@ -17,6 +17,8 @@ pub(crate) trait Region: Send + Sync {
     fn len(&self) -> usize;
     /// The 8-byte-aligned word at `off` as an atomic.
     fn atomic(&self, off: usize) -> &AtomicU64;
+    /// The `n` 8-byte-aligned words from `off` as atomics.
+    fn atomics(&self, off: usize, n: usize) -> &[AtomicU64];
     /// The 4-byte-aligned word at `off` as an atomic. Only the two 32-bit words of the
     /// format use it: the futex word and the waiter count (DESIGN: Waiting).
     fn atomic_u32(&self, off: usize) -> &AtomicU32;
@@ -50,6 +52,16 @@ pub(crate) fn check_word_u32(off: usize, region_len: usize) {
 pub(crate) fn check_word(off: usize, region_len: usize) {
     assert!(off % 8 == 0, "mmring bug: unaligned atomic at offset {off}");
     check_range(off, 8, region_len);
+}
+
+/// Panics unless `n` words from `off` are aligned and inside a region of `region_len`
+/// bytes.
+pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
+    assert!(
+        off % 8 == 0,
+        "mmring bug: unaligned atomics at offset {off}"
+    );
+    check_range(off, n.saturating_mul(8), region_len);
 }
 
 /// Copies `dst.len()` bytes starting at byte `off` of `words` into `dst`, one relaxed
@@ -151,6 +163,11 @@ impl Region for HeapRegion {
     fn atomic(&self, off: usize) -> &AtomicU64 {
         check_word(off, self.len());
         &self.words[off / 8]
+    }
+
+    fn atomics(&self, off: usize, n: usize) -> &[AtomicU64] {
+        check_words(off, n, self.len());
+        &self.words[off / 8..off / 8 + n]
     }
 
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {

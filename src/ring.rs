@@ -19,8 +19,8 @@
 use crate::format::{
     self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN,
     NOTIFY_OFFSET, POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET,
-    REC_HEADER_LEN, RECORD_ALIGN, RecordHeaderBytes, RecordMeta, STATE_ABANDONED, STATE_CLAIMED,
-    STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
+    REC_HEADER_LEN, REC_HEADER_WORDS, RECORD_ALIGN, RecordHeaderWords, RecordMeta, STATE_ABANDONED,
+    STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
 };
 use crate::region::Region;
 use crate::sub_table;
@@ -89,6 +89,17 @@ enum Head {
     Moved,
     /// A damaged record was found and skipped (and counted): report it, then go on.
     Damaged(Error),
+}
+
+/// A committed record with a valid header, ready to be copied out.
+#[derive(Clone, Copy)]
+struct Ready {
+    pos: u64,
+    /// File offset of the record (`rec_off(pos)`).
+    off: usize,
+    meta: RecordMeta,
+    /// Position just past the record.
+    end: u64,
 }
 
 /// One handle's view of a ring in `R`. The ring itself is entirely in the region;
@@ -323,64 +334,206 @@ impl<R: Region> RawRing<R> {
 
     /// Appends a record with `data` and returns its ID. DESIGN: Push.
     pub(crate) fn push(&self, data: &[u8], ttl_secs: u32) -> Result<u64> {
-        // The error is built only when it is returned: building it eagerly and dropping
-        // it cost some 25 instructions per push.
-        let Some(data_len) = u32::try_from(data.len())
-            .ok()
-            .filter(|len| *len <= self.max_data)
-        else {
-            return Err(Error::TooLarge {
-                len: data.len(),
-                max: self.max_data as usize,
-            });
-        };
+        let data_len = self.checked_len(data)?;
         let rec_len = format::record_len(data_len);
-        let data_crc = crate::crc::crc32c(data);
         let write_time_ms = self.clock.wall_ms();
         loop {
             let (pos, pad) = self.reserve(rec_len)?;
             if pad > 0 && !self.claim(pos - pad, STATE_PADDING, None) {
                 continue; // poisoned by a reader that skipped our range: reserve again
             }
-            if !self.claim(pos, STATE_CLAIMED, Some(format::claim(data_len, self.pid))) {
-                continue;
-            }
-            #[cfg(feature = "crash-points")]
-            crate::crash::point("push-after-claim");
-            let meta = RecordMeta {
-                version: format::ENTRY_VERSION,
-                data_len,
-                ttl_secs,
-                id: pos,
-                data_crc,
-                write_time_ms,
-            };
-            let header = meta.to_bytes(pos, format::claim(data_len, self.pid));
-            let off = self.rec_off(pos);
-            // The stamp word is published atomically below; the claim word is already
-            // in place and its bytes are equal, so only the rest is copied.
-            self.region
-                .write(off + REC_CLAIM_OFFSET + 8, &header[REC_CLAIM_OFFSET + 8..]);
-            self.region.write(off + REC_HEADER_LEN, data);
-            #[cfg(feature = "crash-points")]
-            crate::crash::point("push-before-commit");
-            // SYNC(commit): Release makes the header and payload visible to any reader
-            // that Acquires COMMITTED(pos). Fails only if a reader abandoned us after
-            // the timeout; then the record was skipped and we push again.
-            if self
-                .word(off)
-                .compare_exchange(
-                    format::stamp(pos, STATE_CLAIMED),
-                    format::stamp(pos, STATE_COMMITTED),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
+            if self.write_record(pos, data, ttl_secs, write_time_ms) {
                 // Consumers, subscribers and followers may be waiting for an entry.
                 self.waiting().notify();
                 return Ok(pos);
             }
+        }
+    }
+
+    /// Appends `entries` in order, reserving room for as many of them at once as the
+    /// free space and the rest of the lap allow (DESIGN: Batches). Returns how many
+    /// were pushed, from the front: all of them, unless a rejecting or blocking ring
+    /// fills up after the first, or an error follows the first. An error means that
+    /// nothing was pushed.
+    pub(crate) fn push_batch<T: AsRef<[u8]>>(&self, entries: &[T], ttl_secs: u32) -> Result<usize> {
+        for data in entries {
+            self.checked_len(data.as_ref())?;
+        }
+        let write_time_ms = self.clock.wall_ms();
+        let rec_len = |i: usize| format::record_len(entries[i].as_ref().len() as u32);
+        let mut done = 0;
+        while done < entries.len() {
+            let (pos, pad, n) = match self.reserve_run(rec_len(done), |i| {
+                (done + i < entries.len()).then(|| rec_len(done + i))
+            }) {
+                Ok(run) => run,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            let run = &entries[done..done + n];
+            if pad > 0 && !self.claim(pos - pad, STATE_PADDING, None) {
+                // The reader that skipped the padding counted one abandoned record.
+                self.give_back(pos, run, 1);
+                continue;
+            }
+            // Claim every record, write them all, then commit them in order: a
+            // consumer finds the batch complete as soon as it can take its first
+            // record, instead of chasing the producer record by record.
+            let mut claimed = 0;
+            let mut at = pos;
+            for data in run {
+                let data_len = data.as_ref().len() as u32;
+                if !self.claim(at, STATE_CLAIMED, Some(format::claim(data_len, self.pid))) {
+                    // A reader is skipping this record after the abandon timeout; the
+                    // ones after it are given back and pushed again with it, in order.
+                    // (The reader counted this one as abandoned.)
+                    self.give_back(at + format::record_len(data_len), &run[claimed + 1..], 0);
+                    break;
+                }
+                claimed += 1;
+                at += format::record_len(data_len);
+            }
+            at = pos;
+            for data in &run[..claimed] {
+                self.fill_record(at, data.as_ref(), ttl_secs, write_time_ms);
+                at += format::record_len(data.as_ref().len() as u32);
+            }
+            #[cfg(test)]
+            tests::run_hook("batch-before-commit");
+            at = pos;
+            for (i, data) in run[..claimed].iter().enumerate() {
+                if !self.commit(at) {
+                    // Abandoned by a reader: this record and the claimed ones after it
+                    // are pushed again, so that the order holds.
+                    self.abandon_claimed(at, &run[i..claimed]);
+                    break;
+                }
+                done += 1;
+                at += format::record_len(data.as_ref().len() as u32);
+            }
+        }
+        if done > 0 {
+            self.waiting().notify();
+        }
+        Ok(done)
+    }
+
+    /// The length of a payload `push` accepts, or `TooLarge`.
+    fn checked_len(&self, data: &[u8]) -> Result<u32> {
+        // The error is built only when it is returned: building it eagerly and dropping
+        // it cost some 25 instructions per push.
+        match u32::try_from(data.len()) {
+            Ok(len) if len <= self.max_data => Ok(len),
+            _ => Err(Error::TooLarge {
+                len: data.len(),
+                max: self.max_data as usize,
+            }),
+        }
+    }
+
+    /// Claims the reserved record at `pos`, writes `data` into it and commits it.
+    /// False if a reader skipped or abandoned the record first (after the abandon
+    /// timeout): then nothing of it is delivered and the caller reserves again.
+    fn write_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) -> bool {
+        let claim_word = format::claim(data.len() as u32, self.pid);
+        if !self.claim(pos, STATE_CLAIMED, Some(claim_word)) {
+            return false;
+        }
+        self.fill_record(pos, data, ttl_secs, write_time_ms);
+        self.commit(pos)
+    }
+
+    /// Writes the header (all but the stamp and claim word) and payload of the record
+    /// at `pos`, which this producer has claimed.
+    fn fill_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) {
+        #[cfg(feature = "crash-points")]
+        crate::crash::point("push-after-claim");
+        let data_len = data.len() as u32;
+        let off = self.rec_off(pos);
+        let meta = RecordMeta {
+            version: format::ENTRY_VERSION,
+            data_len,
+            ttl_secs,
+            id: pos,
+            data_crc: crate::crc::crc32c(data),
+            write_time_ms,
+        };
+        let header = meta.to_words(pos, format::claim(data_len, self.pid));
+        // The stamp word is published atomically by `commit`; the claim word is already
+        // in place and equal, so only the rest is stored.
+        for (cell, word) in self
+            .region
+            .atomics(off, REC_HEADER_WORDS)
+            .iter()
+            .zip(header)
+            .skip(2)
+        {
+            cell.store(word, Ordering::Relaxed);
+        }
+        self.region.write(off + REC_HEADER_LEN, data);
+    }
+
+    /// Publishes the claimed and filled record at `pos`. False if a reader abandoned
+    /// it first (after the abandon timeout); then it was skipped.
+    fn commit(&self, pos: u64) -> bool {
+        #[cfg(feature = "crash-points")]
+        crate::crash::point("push-before-commit");
+        // SYNC(commit): Release makes the header and payload visible to any reader that
+        // Acquires COMMITTED(pos).
+        self.stamp_at(pos)
+            .compare_exchange(
+                format::stamp(pos, STATE_CLAIMED),
+                format::stamp(pos, STATE_COMMITTED),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Marks the reserved, unclaimed records of `entries`, from `pos` on, abandoned,
+    /// so that readers step over them by their lengths: the rest of a batch whose
+    /// earlier record (or padding) a reader skipped after the abandon timeout. A
+    /// record that reader's skip has poisoned already is not ours to mark.
+    ///
+    /// Counting: the skipping reader counted one abandoned record for its whole walk,
+    /// which covers the poisoned records of ours; the records are counted here, all
+    /// but `counted` of them (the one the reader's count stands for when it skipped our
+    /// padding rather than one of these records), so the counters still add up.
+    fn give_back<T: AsRef<[u8]>>(&self, mut pos: u64, entries: &[T], counted: usize) {
+        for data in entries {
+            let data_len = data.as_ref().len() as u32;
+            self.claim(
+                pos,
+                STATE_ABANDONED,
+                Some(format::claim(data_len, self.pid)),
+            );
+            pos += format::record_len(data_len);
+        }
+        let uncounted = entries.len().saturating_sub(counted) as u64;
+        if uncounted > 0 {
+            self.word(ABANDONED_OFFSET)
+                .fetch_add(uncounted, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the claimed records of `entries`, from `pos` on, abandoned (uncommitted):
+    /// the rest of a batch one of whose records a reader abandoned. Counted by
+    /// whoever marks each, this producer or a reader abandoning it too.
+    fn abandon_claimed<T: AsRef<[u8]>>(&self, mut pos: u64, entries: &[T]) {
+        for data in entries {
+            if self
+                .stamp_at(pos)
+                .compare_exchange(
+                    format::stamp(pos, STATE_CLAIMED),
+                    format::stamp(pos, STATE_ABANDONED),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                self.count(ABANDONED_OFFSET);
+            }
+            pos += format::record_len(data.as_ref().len() as u32);
         }
     }
 
@@ -395,6 +548,22 @@ impl<R: Region> RawRing<R> {
         self.waiting()
             .until(deadline, || match self.push(data, ttl_secs) {
                 Ok(id) => Ok(Some(id)),
+                Err(Error::Full) => Ok(None),
+                Err(e) => Err(e),
+            })
+    }
+
+    /// `push_batch`, waiting while the ring is full (block mode) until `deadline`;
+    /// `None` when it passed.
+    pub(crate) fn push_batch_wait<T: AsRef<[u8]>>(
+        &self,
+        entries: &[T],
+        ttl_secs: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<usize>> {
+        self.waiting()
+            .until(deadline, || match self.push_batch(entries, ttl_secs) {
+                Ok(n) => Ok(Some(n)),
                 Err(Error::Full) => Ok(None),
                 Err(e) => Err(e),
             })
@@ -477,6 +646,19 @@ impl<R: Region> RawRing<R> {
     /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
     /// Returns the record's position and the padding placed before it.
     fn reserve(&self, rec_len: u64) -> Result<(u64, u64)> {
+        let (pos, pad, _) = self.reserve_run(rec_len, |_| None)?;
+        Ok((pos, pad))
+    }
+
+    /// `reserve`, and with the same compare-and-swap as many of the records `more(1)`,
+    /// `more(2)`, ... (their lengths) as fit in the free space before the end of the
+    /// lap. Returns the first record's position, the padding placed before it, and
+    /// how many records were reserved.
+    fn reserve_run(
+        &self,
+        rec_len: u64,
+        more: impl Fn(usize) -> Option<u64>,
+    ) -> Result<(u64, u64, usize)> {
         let region_len = self.params.region_len;
         let backoff = crossbeam_utils::Backoff::new();
         loop {
@@ -487,15 +669,17 @@ impl<R: Region> RawRing<R> {
             } else {
                 self.lap_end(write) - write
             };
-            let end = write + pad + rec_len;
-            if end > self.cached_read.load(Ordering::Acquire) + region_len {
+            let mut end = write + pad + rec_len;
+            let mut room = self.cached_read.load(Ordering::Acquire) + region_len;
+            if end > room {
                 // Refresh; positions() also validates the invariant.
                 let (read, fresh_write) = self.positions()?;
                 raise_cache(&self.cached_read, read);
                 if fresh_write != write {
                     continue;
                 }
-                if end > read + region_len {
+                room = read + region_len;
+                if end > room {
                     match self.make_room(read)? {
                         Head::Moved | Head::Damaged(_) => continue,
                         Head::Empty | Head::Stuck => match self.params.policy {
@@ -514,6 +698,16 @@ impl<R: Region> RawRing<R> {
                     }
                 }
             }
+            // A batch never wraps: records after the first end by the end of its lap.
+            let limit = room.min(self.lap_end(end - rec_len));
+            let mut count = 1;
+            while let Some(len) = more(count) {
+                if end + len > limit {
+                    break;
+                }
+                end += len;
+                count += 1;
+            }
             // SYNC(reserve): AcqRel orders this reservation with the other producers'
             // and with the scan bound readers take from write_pos (DESIGN: Reserving).
             match self.write_pos().compare_exchange_weak(
@@ -523,10 +717,12 @@ impl<R: Region> RawRing<R> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    self.count(PUSHED_OFFSET);
+                    // Statistics only: no ordering is derived from counters.
+                    self.word(PUSHED_OFFSET)
+                        .fetch_add(count as u64, Ordering::Relaxed);
                     #[cfg(feature = "crash-points")]
                     crate::crash::point("push-after-reserve");
-                    return Ok((write + pad, pad));
+                    return Ok((write + pad, pad, count));
                 }
                 Err(_) => backoff.spin(),
             }
@@ -573,6 +769,143 @@ impl<R: Region> RawRing<R> {
     pub(crate) fn pop_into(&self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>> {
         let mut spins = 0;
         loop {
+            let Some(head) = self.ready_head(&mut spins)? else {
+                return Ok(None);
+            };
+            let meta = head.meta;
+            fit(buf, meta.data_len);
+            self.region.read(head.off + REC_HEADER_LEN, buf);
+            #[cfg(feature = "crash-points")]
+            crate::crash::point("pop-before-advance");
+            let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
+            // The copy is consistent iff nobody freed the record while we copied, which
+            // is exactly when this CAS succeeds (DESIGN: Reading a record).
+            if !self.advance_read(head.pos, head.end, !expired) {
+                continue;
+            }
+            if crate::crc::crc32c(buf) != meta.data_crc {
+                return Err(self.payload_corrupt(&head));
+            }
+            if expired {
+                self.count(EXPIRED_OFFSET);
+                continue;
+            }
+            self.count(POPPED_OFFSET);
+            return Ok(Some(meta));
+        }
+    }
+
+    /// Removes up to `max` of the oldest live records, appending their metadata to
+    /// `metas` (cleared first) and their payloads, one after the other, to `data` from
+    /// its start. `data` is grown as needed and never shortened; the payloads fill its
+    /// first `sum of data_len` bytes. Returns how many were taken; 0 when none is
+    /// ready. DESIGN: Batches.
+    ///
+    /// The records that follow each other from the head are taken with one move of
+    /// `read_pos`, or one move per record while subscribers exist. The batch ends
+    /// early at a record not yet committed or damaged, which the next call deals
+    /// with; errors are those of `pop_into`, for the oldest record only.
+    pub(crate) fn pop_batch(
+        &self,
+        data: &mut Vec<u8>,
+        metas: &mut Vec<RecordMeta>,
+        max: usize,
+    ) -> Result<usize> {
+        metas.clear();
+        let mut used = 0; // payload bytes of the records in `metas`
+        let mut spins = 0;
+        while metas.len() < max {
+            let first_chunk = metas.is_empty();
+            let head = if first_chunk {
+                match self.ready_head(&mut spins)? {
+                    Some(head) => head,
+                    None => break,
+                }
+            } else {
+                // After the first move, only a plainly ready head extends the batch.
+                let read = self.read_pos().load(Ordering::Acquire);
+                match self.committed_at(read) {
+                    Some(head) => head,
+                    None => break,
+                }
+            };
+            let (kept, kept_bytes) = (metas.len(), used);
+            // While subscribers exist, one record per move of read_pos: each removal
+            // moves their cursors past exactly one entry (DESIGN: Subscribers).
+            let limit = if sub_table::any(&self.region) {
+                kept + 1
+            } else {
+                max
+            };
+            let mut record = head;
+            let mut damaged = false;
+            let end = loop {
+                let len = record.meta.data_len as usize;
+                if data.len() < used + len {
+                    data.resize(used + len, 0);
+                }
+                let copy = &mut data[used..used + len];
+                self.region.read(record.off + REC_HEADER_LEN, copy);
+                // Checked before the removal, so that a damaged payload behind good
+                // ones stays in the ring for the next call to report in its place.
+                if crate::crc::crc32c(copy) != record.meta.data_crc {
+                    damaged = metas.len() == kept;
+                    break if damaged { record.end } else { record.pos };
+                }
+                used += len;
+                metas.push(record.meta);
+                if metas.len() == limit {
+                    break record.end;
+                }
+                match self.next_in_batch(record.end) {
+                    Some(next) => record = next,
+                    None => break record.end,
+                }
+            };
+            if damaged && !first_chunk {
+                break; // reported by the next call, in its place
+            }
+            #[cfg(feature = "crash-points")]
+            crate::crash::point("pop-before-advance");
+            let now = metas[kept..]
+                .iter()
+                .any(|m| m.ttl_secs != 0)
+                .then(|| self.clock.wall_ms());
+            let expired = |m: &RecordMeta| now.is_some_and(|now| m.ttl_secs != 0 && m.expired(now));
+            let first_expired = metas.get(kept).is_some_and(expired);
+            // As in pop_into: every copy is consistent iff this CAS succeeds.
+            if !self.advance_read(head.pos, end, !first_expired) {
+                metas.truncate(kept);
+                used = kept_bytes;
+                continue;
+            }
+            if damaged {
+                return Err(self.payload_corrupt(&head));
+            }
+            if now.is_some() {
+                let taken = metas.len();
+                used = drop_expired(data, metas, kept, kept_bytes, expired);
+                for _ in metas.len()..taken {
+                    self.count(EXPIRED_OFFSET);
+                }
+            }
+            // Statistics only: no ordering is derived from counters.
+            self.word(POPPED_OFFSET)
+                .fetch_add((metas.len() - kept) as u64, Ordering::Relaxed);
+            if limit == max && !metas.is_empty() {
+                break; // all that was ready in one move
+            }
+        }
+        Ok(metas.len())
+    }
+
+    /// The oldest record if it is committed and its header is valid, after dealing
+    /// with whatever is in its way as `pop` does: uncommitted heads are waited for
+    /// (`spins` times at most, counted across calls) or abandoned, padding and
+    /// skipped ranges removed, damaged records skipped and reported. `None`: nothing
+    /// is ready. Nothing is removed from the ring for the record returned.
+    fn ready_head(&self, spins: &mut u32) -> Result<Option<Ready>> {
+        loop {
             let read = self.read_pos().load(Ordering::Acquire);
             self.check_pos(read, READ_POS_OFFSET)?;
             // One division per attempt: the offset serves the stamp, header and payload.
@@ -584,9 +917,15 @@ impl<R: Region> RawRing<R> {
                     Head::Moved => continue,
                     Head::Damaged(e) => return Err(e),
                     Head::Empty => return Ok(None),
-                    Head::Stuck if spins < HEAD_SPINS => {
-                        spins += 1;
-                        sync::spin_hint();
+                    Head::Stuck if *spins < HEAD_SPINS => {
+                        // Its producer is writing it: watch the stamp alone, because
+                        // reloading the positions (and the clock) on every turn would
+                        // take the producer's cache lines from it.
+                        while *spins < HEAD_SPINS && self.word(off).load(Ordering::Relaxed) == stamp
+                        {
+                            *spins += 1;
+                            sync::spin_hint();
+                        }
                         continue;
                     }
                     Head::Stuck => return Ok(None),
@@ -625,33 +964,61 @@ impl<R: Region> RawRing<R> {
                     _ => continue,
                 }
             }
-            fit(buf, meta.data_len);
-            self.region.read(off + REC_HEADER_LEN, buf);
-            #[cfg(feature = "crash-points")]
-            crate::crash::point("pop-before-advance");
-            let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
-            // The copy is consistent iff nobody freed the record while we copied, which
-            // is exactly when this CAS succeeds (DESIGN: Reading a record).
-            if !self.advance_read(read, end, !expired) {
-                continue;
-            }
-            if crate::crc::crc32c(buf) != meta.data_crc {
-                self.count(CORRUPT_OFFSET);
-                return Err(Error::corrupt(
-                    (self.rec_off(read) + REC_HEADER_LEN) as u64,
-                    format!(
-                        "payload checksum mismatch in entry {} ({} bytes); the entry was skipped",
-                        meta.id, meta.data_len
-                    ),
-                ));
-            }
-            if expired {
-                self.count(EXPIRED_OFFSET);
-                continue;
-            }
-            self.count(POPPED_OFFSET);
-            return Ok(Some(meta));
+            return Ok(Some(Ready {
+                pos: read,
+                off,
+                meta,
+                end,
+            }));
         }
+    }
+
+    /// The record at `pos`, behind a record a batch takes, if it is committed, its
+    /// header is valid and it ends within the written part; else the batch ends
+    /// before it and the next pop deals with it.
+    fn committed_at(&self, pos: u64) -> Option<Ready> {
+        let off = self.rec_off(pos);
+        // SYNC(commit): as for the head.
+        let stamp = self.word(off).load(Ordering::Acquire);
+        if format::stamp_state(stamp, pos) != Some(STATE_COMMITTED) {
+            return None;
+        }
+        let meta = self.read_meta_at(pos, off).ok()?;
+        let end = pos + format::record_len(meta.data_len);
+        self.within_written(end).then_some(Ready {
+            pos,
+            off,
+            meta,
+            end,
+        })
+    }
+
+    /// The record a batch takes after the one ending at `pos`: the one at `pos`, or
+    /// past the padding at the end of a lap, the first of the next lap.
+    fn next_in_batch(&self, pos: u64) -> Option<Ready> {
+        if let Some(next) = self.committed_at(pos) {
+            return Some(next);
+        }
+        let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+        if format::stamp_state(stamp, pos) == Some(STATE_PADDING)
+            && self.padding_plausible(pos) == Some(true)
+        {
+            return self.committed_at(self.lap_end(pos));
+        }
+        None
+    }
+
+    /// Counts the removed record `head`, whose payload checksum failed, as corrupt and
+    /// says so.
+    fn payload_corrupt(&self, head: &Ready) -> Error {
+        self.count(CORRUPT_OFFSET);
+        Error::corrupt(
+            (head.off + REC_HEADER_LEN) as u64,
+            format!(
+                "payload checksum mismatch in entry {} ({} bytes); the entry was skipped",
+                head.meta.id, head.meta.data_len
+            ),
+        )
     }
 
     /// Copies and validates the header of the record at `pos`. A stamp in the last
@@ -670,9 +1037,16 @@ impl<R: Region> RawRing<R> {
                 "a record stamp where no record header fits (a damaged stamp)".into(),
             ));
         }
-        let mut header: RecordHeaderBytes = [0u8; REC_HEADER_LEN];
-        self.region.read(off, &mut header);
-        RecordMeta::from_bytes(pos, &header, self.params.region_len)
+        // Word by word: the header's fields are whole words or halves of words.
+        let mut words: RecordHeaderWords = [0; REC_HEADER_WORDS];
+        for (word, cell) in words
+            .iter_mut()
+            .zip(self.region.atomics(off, REC_HEADER_WORDS))
+            .skip(1)
+        {
+            *word = cell.load(Ordering::Relaxed);
+        }
+        RecordMeta::from_words(pos, &words, self.params.region_len)
     }
 
     /// The data length in the claim word of the record at `pos`, if the word is
@@ -1104,6 +1478,32 @@ fn fit(buf: &mut Vec<u8>, len: u32) {
     let len = len as usize;
     buf.truncate(len);
     buf.resize(len, 0);
+}
+
+/// Removes the entries `expired` says are expired from `metas[first..]`, whose
+/// payloads follow each other in `data` from byte `from`, keeping the order. Returns
+/// where the payloads of the entries kept end.
+fn drop_expired(
+    data: &mut [u8],
+    metas: &mut Vec<RecordMeta>,
+    first: usize,
+    mut from: usize,
+    expired: impl Fn(&RecordMeta) -> bool,
+) -> usize {
+    let (mut kept, mut to) = (first, from);
+    for i in first..metas.len() {
+        let meta = metas[i];
+        let len = meta.data_len as usize;
+        if !expired(&meta) {
+            data.copy_within(from..from + len, to);
+            metas[kept] = meta;
+            kept += 1;
+            to += len;
+        }
+        from += len;
+    }
+    metas.truncate(kept);
+    to
 }
 
 #[cfg(test)]
@@ -1721,6 +2121,133 @@ mod tests {
             "delivered {delivered:?}, reported {reported}"
         );
         assert_eq!(ring.counters().corrupt, reported);
+    }
+
+    /// Every entry left in `ring`, popped one by one.
+    fn drain(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| pop(ring))
+            .map(|(_, data)| data)
+            .collect()
+    }
+
+    const BATCH: [&[u8]; 3] = [b"one", b"two", b"three"];
+
+    /// A batch's producer stalled between its claims and its commits for longer than
+    /// the abandon timeout: readers abandon its first records, its first commit fails,
+    /// and the rest of the claimed batch is abandoned too, so that pushing the batch
+    /// again keeps the order. Every entry is delivered once and the counters add up.
+    #[test]
+    fn batch_abandoned_before_its_commits_is_pushed_again_in_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                assert_eq!(pop(&ring), None, "the stall clock starts");
+                mono.store(100, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(pop(&ring), None, "abandons the first record");
+                mono.store(200, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(pop(&ring), None, "abandons the second record");
+                assert_eq!(ring.counters().abandoned, 2);
+            });
+        }
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        assert_eq!(drain(&ring), BATCH);
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped, c.abandoned), (6, 3, 3), "{c:?}");
+        assert_eq!(ring.len(), 0);
+    }
+
+    /// A batch's producer stalled before claiming its second record, long enough for
+    /// a reader to abandon the first and skip the unclaimed rest: the second claim
+    /// fails, the third record (poisoned by that skip) is given back, the first commit
+    /// fails, and the whole batch is pushed again in order.
+    #[test]
+    fn batch_whose_unclaimed_records_were_skipped_is_pushed_again_in_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            // The first claim (record 0) arms the hook for the second (record 1).
+            at_point("claim-after-read-check", move || {
+                at_point("claim-after-read-check", move || {
+                    assert_eq!(pop(&ring), None);
+                    mono.store(100, std::sync::atomic::Ordering::Relaxed);
+                    assert_eq!(pop(&ring), None, "abandons record 0");
+                    mono.store(200, std::sync::atomic::Ordering::Relaxed);
+                    assert_eq!(pop(&ring), None, "skips records 1 and 2");
+                    assert_eq!(ring.counters().abandoned, 2);
+                });
+            });
+        }
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        assert_eq!(drain(&ring), BATCH);
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped, c.abandoned), (6, 3, 3), "{c:?}");
+        assert_eq!(ring.len(), 0);
+    }
+
+    /// The same before the padding a batch needs at the end of a lap: a reader skips
+    /// the unclaimed padding and the records behind it, the padding claim fails, every
+    /// record is given back, and the batch is pushed again on the next lap.
+    #[test]
+    fn batch_whose_padding_was_skipped_is_pushed_again_in_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        for len in [1992, 1944] {
+            ring.push(&vec![0u8; len], 0).unwrap(); // 2048 + 2000 bytes: 48 are left
+            assert!(pop(&ring).is_some());
+        }
+        {
+            let ring = ring.clone();
+            at_point("claim-after-read-check", move || {
+                assert_eq!(pop(&ring), None);
+                mono.store(100, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(pop(&ring), None, "skips the padding and the records");
+                assert_eq!(ring.counters().abandoned, 1);
+            });
+        }
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        let got: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| pop(&ring)).collect();
+        assert_eq!(
+            got.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+            BATCH
+        );
+        assert!(
+            got[0].0 > 4096,
+            "pushed again after the skipped range: {}",
+            got[0].0
+        );
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped, c.abandoned), (8, 5, 3), "{c:?}");
+        assert_eq!(ring.len(), 0);
+    }
+
+    /// Expired entries inside a batch are removed and counted but not returned, and
+    /// the payloads of the others stay in order.
+    #[test]
+    fn pop_batch_drops_expired_entries_and_keeps_the_rest_in_order() {
+        let (ring, wall, _) = ring(4096, Policy::Reject);
+        ring.push(b"keep", 0).unwrap();
+        ring.push(b"gone", 1).unwrap();
+        ring.push(b"kept too", 0).unwrap();
+        ring.push(b"gone too", 1).unwrap();
+        ring.push(b"last", 5).unwrap();
+        wall.store(1000, std::sync::atomic::Ordering::Relaxed);
+        let (mut data, mut metas) = (Vec::new(), Vec::new());
+        assert_eq!(ring.pop_batch(&mut data, &mut metas, 10).unwrap(), 3);
+        let mut at = 0;
+        let got: Vec<&[u8]> = metas
+            .iter()
+            .map(|m| {
+                at += m.data_len as usize;
+                &data[at - m.data_len as usize..at]
+            })
+            .collect();
+        assert_eq!(got, [&b"keep"[..], b"kept too", b"last"]);
+        let c = ring.counters();
+        assert_eq!((c.popped, c.expired), (3, 2));
+        assert_eq!(ring.len(), 0);
     }
 
     /// Regression: a reader killed in the middle of a skip left it uncounted, because

@@ -56,6 +56,12 @@ pub(crate) enum SubStep {
     Nothing,
 }
 
+/// Whether any subscriber exists (one load).
+pub(crate) fn any<R: Region>(region: &R) -> bool {
+    // SYNC(sub-mask): as in `pass`.
+    region.atomic(SUB_MASK_OFFSET).load(Ordering::Acquire) & MASK_BITS != 0
+}
+
 /// Moves every subscriber cursor inside `[from, to)` to `to`, before `read_pos`
 /// moves there. A cursor exactly at `from` with `entry` set counts one missed entry.
 /// Called by every removal; one load when no subscriber exists.

@@ -14,7 +14,12 @@
 //!   either popped once or counted as evicted, and the peek yields intact entries in
 //!   ID order;
 //! - a producer that died after claiming its record: its record is abandoned and
-//!   skipped, and an entry pushed after it by another thread is delivered exactly once.
+//!   skipped, and an entry pushed after it by another thread is delivered exactly once;
+//! - a batch push racing a batch pop, within a lap and across a padded wrap: the
+//!   consumer gets a prefix of the batch in push order, intact, and nothing is lost;
+//! - two batch pops racing for a batch: each entry goes to exactly one, in order;
+//! - an overwriting push evicting entries while a batch pop copies them: every entry
+//!   is popped once or counted as evicted, never torn.
 //!
 //! The regions are far smaller than a ring file allows (4096 bytes): the algorithm
 //! works on any multiple of 8, and a ring that wraps after two to four records keeps
@@ -276,6 +281,126 @@ fn overwrite_racing_a_peek_never_yields_a_torn_or_false_corrupt_entry() {
 #[ignore = "three racing threads: slow; run with --ignored"]
 fn overwrite_racing_a_consumer_and_a_peek_never_tears_and_loses_nothing() {
     check(|| overwrite_model(true, true));
+}
+
+/// Pops batches of up to `max` entries, checked intact.
+fn pop_batch(ring: &LoomRing, max: usize) -> Vec<Seen> {
+    let got: Vec<Seen> = ring
+        .pop_batch(max)
+        .expect("pop_batch")
+        .into_iter()
+        .map(seen)
+        .collect();
+    assert!(got.len() <= max);
+    got
+}
+
+/// A producer pushing two 64-byte entries, with one `push_batch` or (`as_batch`
+/// false) two pushes, while a consumer pops batches, after `advance` filler entries
+/// moved both positions.
+fn batch_model(advance: &[usize], first_id: u64, second_id: u64, as_batch: bool) {
+    let ring = Arc::new(LoomRing::new(REGION_LEN, false, NEVER));
+    for &len in advance {
+        let filler = push(&ring, 0xf0, len).unwrap();
+        assert_eq!(pop(&ring), Some(filler));
+    }
+    let producer = {
+        let ring = ring.clone();
+        thread::spawn(move || {
+            if as_batch {
+                ring.push_batch(&[&[1u8; SMALL], &[2u8; SMALL]]).unwrap()
+            } else {
+                push(&ring, 1, SMALL).unwrap();
+                push(&ring, 2, SMALL).unwrap();
+                2
+            }
+        })
+    };
+    let consumer = {
+        let ring = ring.clone();
+        thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..MAX_POPS {
+                got.extend(pop_batch(&ring, 2));
+                if got.len() == 2 {
+                    break;
+                }
+                thread::yield_now();
+            }
+            got
+        })
+    };
+    assert_eq!(producer.join().unwrap(), 2);
+    let pushed = [(first_id, 1, SMALL), (second_id, 2, SMALL)];
+    let mut got = consumer.join().unwrap();
+    assert_eq!(got, pushed[..got.len()], "a prefix of the batch, in order");
+    got.extend(pop_batch(&ring, 2));
+    assert_eq!(got, pushed);
+}
+
+#[test]
+fn batch_push_racing_a_batch_pop_delivers_the_batch_in_order_once() {
+    // Both records in one reservation.
+    check(|| batch_model(&[], 0, record_len(SMALL), true));
+}
+
+#[test]
+fn pushes_racing_a_batch_pop_deliver_in_order_once() {
+    // Two reservations: the second record is written after the first is committed, so
+    // the batch pop must synchronize with each record's commit, not just the first.
+    check(|| batch_model(&[], 0, record_len(SMALL), false));
+}
+
+#[test]
+fn batch_push_racing_a_batch_pop_across_a_padded_wrap_delivers_in_order_once() {
+    // Positions at 160: the first record fits in the lap, the second follows 32 bytes
+    // of padding at the start of the next lap (a second reservation).
+    check(|| batch_model(&[40, SMALL], 160, REGION_LEN, true));
+}
+
+#[test]
+fn two_batch_pops_racing_for_a_batch_each_entry_goes_to_exactly_one() {
+    check(|| {
+        let ring = Arc::new(LoomRing::new(REGION_LEN, false, NEVER));
+        assert_eq!(ring.push_batch(&[&[1u8; SMALL], &[2u8; SMALL]]).unwrap(), 2);
+        let consumers = [0, 1].map(|_| {
+            let ring = ring.clone();
+            thread::spawn(move || pop_batch(&ring, 2))
+        });
+        let mut got: Vec<Seen> = consumers
+            .into_iter()
+            .flat_map(|consumer| consumer.join().unwrap())
+            .collect();
+        got.extend(drain(&ring));
+        got.sort();
+        assert_eq!(got, [(0, 1, SMALL), (record_len(SMALL), 2, SMALL)]);
+    });
+}
+
+#[test]
+fn overwrite_racing_a_batch_pop_evicts_or_delivers_each_entry_once() {
+    check(|| {
+        let region_len = 2 * record_len(SMALL);
+        let ring = Arc::new(LoomRing::new(region_len, true, NEVER));
+        let all: Vec<Seen> = (1..=2)
+            .map(|tag| push(&ring, tag, SMALL).unwrap())
+            .collect();
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || push(&ring, 9, SMALL).unwrap())
+        };
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || pop_batch(&ring, 2))
+        };
+        let mut all = all;
+        all.push(producer.join().unwrap());
+        let mut delivered = consumer.join().unwrap();
+        let evicted = ring.evicted() as usize;
+        delivered.extend(drain(&ring));
+        // Each entry popped once or evicted (the oldest ones), in order.
+        assert_eq!(delivered, all[evicted..], "evicted {evicted}");
+    });
 }
 
 /// A producer that died after claiming its record, once `advance` filler entries have

@@ -105,6 +105,34 @@ fn push_and_pop_into_make_no_allocation_across_many_laps() {
 }
 
 #[test]
+fn push_batch_and_pop_batch_make_no_allocation_once_the_batch_has_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = ring(&dir, OnFull::Reject);
+    let payloads: Vec<Vec<u8>> = (0..32).map(|i| vec![0x5a; 40 + 37 * i]).collect();
+    // The batch's buffers grow to the largest batch once, outside the count.
+    let mut batch = mmring::Batch::with_capacity(32, payloads.iter().map(Vec::len).sum());
+    let (n, moved) = allocations(|| {
+        let mut moved = 0u64;
+        // Batch sizes cycle from 1 to 32, so lap ends fall inside batches.
+        for round in 0..400 {
+            let entries = &payloads[..round % 32 + 1];
+            assert_eq!(ring.push_batch(entries).expect("push_batch"), entries.len());
+            let mut got = 0;
+            while got < entries.len() {
+                got += ring.pop_batch(&mut batch, 32).expect("pop_batch");
+                moved += batch.iter().map(|(_, data)| data.len() as u64).sum::<u64>();
+            }
+        }
+        moved
+    });
+    assert_eq!(n, 0, "allocations in 400 push_batch + pop_batch rounds");
+    assert!(
+        moved > 3 * ring.capacity_bytes(),
+        "the loop wrapped the ring several times"
+    );
+}
+
+#[test]
 fn empty_pop_and_full_push_make_no_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let ring = ring(&dir, OnFull::Reject);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 
 use crossbeam_queue::ArrayQueue;
-use mmring::{OnFull, Options, Ring};
+use mmring::{Batch, OnFull, Options, Ring};
 
 use crate::{Backoff, Config, Contender, Sample, Scenario, Timer, procs};
 
@@ -32,6 +32,10 @@ pub fn scenarios() -> Vec<Scenario> {
                     run: Box::new(|c| mpmc_mmring::<64>(c, c.count(1_000_000))),
                 },
                 Contender {
+                    name: "mmring, batches of 32",
+                    run: Box::new(|c| mpmc_mmring_batch::<64>(c, c.count(1_000_000))),
+                },
+                Contender {
                     name: "crossbeam ArrayQueue",
                     run: Box::new(|c| mpmc_array_queue::<64>(c.count(1_000_000))),
                 },
@@ -44,6 +48,10 @@ pub fn scenarios() -> Vec<Scenario> {
                 Contender {
                     name: "mmring",
                     run: Box::new(|c| procs::stream_mmring(c, c.count(1_000_000))),
+                },
+                Contender {
+                    name: "mmring, batches of 32",
+                    run: Box::new(|c| procs::stream_mmring_batch(c, c.count(1_000_000))),
                 },
                 Contender {
                     name: "Unix domain socket",
@@ -62,6 +70,12 @@ pub fn scenarios() -> Vec<Scenario> {
                 Contender {
                     name: "mmring",
                     run: Box::new(|c| spsc_mmring::<65536>(c, c.count(40_000), BIG_RING_SIZE)),
+                },
+                Contender {
+                    name: "mmring, batches of 4",
+                    run: Box::new(|c| {
+                        spsc_mmring_batch::<65536>(c, c.count(40_000), BIG_RING_SIZE, 4)
+                    }),
                 },
                 Contender {
                     name: "memcpy (one thread)",
@@ -102,6 +116,10 @@ fn spsc_scenario<const N: usize>(name: &'static str, full: usize) -> Scenario {
             Contender {
                 name: "mmring",
                 run: Box::new(move |c| spsc_mmring::<N>(c, c.count(full), RING_SIZE)),
+            },
+            Contender {
+                name: "mmring, batches of 32",
+                run: Box::new(move |c| spsc_mmring_batch::<N>(c, c.count(full), RING_SIZE, BATCH)),
             },
             Contender {
                 name: "crossbeam ArrayQueue",
@@ -157,6 +175,38 @@ pub fn push_waiting(ring: &Ring, data: &[u8]) {
     }
 }
 
+/// Entries per `push_batch` / `pop_batch` in the batch contenders.
+pub const BATCH: usize = 32;
+
+/// Pushes all of `entries` into a reject-mode ring with `push_batch`, waiting while
+/// it is full.
+pub fn push_batch_waiting<T: AsRef<[u8]>>(ring: &Ring, entries: &[T]) {
+    let mut backoff = Backoff::new();
+    let mut done = 0;
+    while done < entries.len() {
+        match ring.push_batch(&entries[done..]) {
+            Ok(n) => {
+                done += n;
+                backoff.reset();
+            }
+            Err(mmring::Error::Full) => backoff.wait(),
+            Err(e) => panic!("push failed: {e}"),
+        }
+    }
+}
+
+/// Pops up to `max` entries into `batch`, waiting while the ring is empty.
+pub fn pop_batch_waiting(ring: &Ring, batch: &mut Batch, max: usize) {
+    let mut backoff = Backoff::new();
+    loop {
+        match ring.pop_batch(batch, max) {
+            Ok(0) => backoff.wait(),
+            Ok(_) => return,
+            Err(e) => panic!("pop failed: {e}"),
+        }
+    }
+}
+
 /// Pops the next entry into `buf`, waiting while the ring is empty. This polls; when a
 /// blocking pop exists, this is the one place to switch the benchmarks to it.
 pub fn pop_waiting(ring: &Ring, buf: &mut Vec<u8>) {
@@ -185,6 +235,41 @@ pub fn spsc_mmring<const N: usize>(config: &Config, n: usize, size: u64) -> Samp
         for i in 0..n as u64 {
             data[..8].copy_from_slice(&i.to_le_bytes());
             push_waiting(&ring, &data);
+        }
+    });
+    timer.per_entry(n)
+}
+
+/// `spsc_mmring` with `push_batch` and `pop_batch` of up to `batch` entries.
+pub fn spsc_mmring_batch<const N: usize>(
+    config: &Config,
+    n: usize,
+    size: u64,
+    batch: usize,
+) -> Sample {
+    let ring = fresh_ring(config, "spsc.ring", size);
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut got = Batch::with_capacity(batch, batch * N);
+            let mut next = 0;
+            while next < n as u64 {
+                pop_batch_waiting(&ring, &mut got, batch);
+                for (_, data) in &got {
+                    assert_eq!(seq_of(data), next);
+                    next += 1;
+                }
+            }
+        });
+        let mut entries = vec![vec![0u8; N]; batch];
+        let mut i = 0;
+        while i < n as u64 {
+            let k = batch.min(n - i as usize);
+            for (j, data) in entries[..k].iter_mut().enumerate() {
+                data[..8].copy_from_slice(&(i + j as u64).to_le_bytes());
+            }
+            push_batch_waiting(&ring, &entries[..k]);
+            i += k as u64;
         }
     });
     timer.per_entry(n)
@@ -269,6 +354,51 @@ fn spsc_sync_channel<const N: usize>(n: usize) -> Sample {
 
 /// Two producers push `n / 2` entries each; two consumers pop until `n` arrived.
 /// Each consumer checks that each producer's entries reach it in order.
+/// `mpmc_mmring` with `push_batch` and `pop_batch` of up to `BATCH` entries.
+fn mpmc_mmring_batch<const N: usize>(config: &Config, n: usize) -> Sample {
+    let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
+    let popped = AtomicUsize::new(0);
+    let per_producer = n / 2;
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut got = Batch::with_capacity(BATCH, BATCH * N);
+                let mut last = [None::<u64>; 2];
+                let mut backoff = Backoff::new();
+                while popped.load(Ordering::Relaxed) < 2 * per_producer {
+                    match ring.pop_batch(&mut got, BATCH).expect("pop") {
+                        0 => backoff.wait(),
+                        k => {
+                            popped.fetch_add(k, Ordering::Relaxed);
+                            for (_, data) in &got {
+                                check_order(&mut last, seq_of(data));
+                            }
+                            backoff.reset();
+                        }
+                    }
+                }
+            });
+        }
+        for p in 0..2u64 {
+            let ring = &ring;
+            s.spawn(move || {
+                let mut entries = vec![vec![0u8; N]; BATCH];
+                let mut i = 0;
+                while i < per_producer as u64 {
+                    let k = BATCH.min(per_producer - i as usize);
+                    for (j, data) in entries[..k].iter_mut().enumerate() {
+                        data[..8].copy_from_slice(&(p << 63 | (i + j as u64)).to_le_bytes());
+                    }
+                    push_batch_waiting(ring, &entries[..k]);
+                    i += k as u64;
+                }
+            });
+        }
+    });
+    timer.per_entry(2 * per_producer)
+}
+
 fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
     let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
     let popped = AtomicUsize::new(0);

@@ -58,8 +58,9 @@ pub struct Contender {
     pub run: Box<dyn Fn(&Config) -> Sample>,
 }
 
-/// A row group of the table: contenders measured under the same conditions. The first
-/// contender is mmring; ratios compare it to each of the others.
+/// A row group of the table: contenders measured under the same conditions. The
+/// contenders named "mmring…" come first; each peer's ratio compares every one of
+/// them with it, in table order.
 pub struct Scenario {
     pub name: &'static str,
     /// Payload bytes per entry, for GB/s.
@@ -75,8 +76,9 @@ fn usage() -> ! {
          \x20 --dir DIR      where ring files and sockets go (default: a temporary directory)\n\
          \x20 --only S       only scenarios whose name starts with S\n\
          \x20 --plot F       also measure throughput by entry size and write an SVG chart to F\n\
-         \x20 --hot-loop N SIZE  only push + pop_into N entries of SIZE bytes on one thread\n\
-         \x20                    (for instruction counts under valgrind; see docs/BENCHMARKS.md)"
+         \x20 --hot-loop N SIZE [BATCH]  only push + pop_into N entries of SIZE bytes on one\n\
+         \x20                    thread, or push_batch + pop_batch BATCH at a time (for\n\
+         \x20                    instruction counts under valgrind; see docs/BENCHMARKS.md)"
     );
     std::process::exit(2)
 }
@@ -104,7 +106,8 @@ fn main() {
                     .next()
                     .and_then(|n| n.parse().ok())
                     .unwrap_or_else(|| usage());
-                hot_loop(n, size);
+                let batch = args.next().map(|b| b.parse().unwrap_or_else(|_| usage()));
+                hot_loop(n, size, batch);
                 return;
             }
             "--quick" => quick = true,
@@ -139,7 +142,9 @@ fn main() {
         config.rounds
     );
     println!();
-    println!("| scenario | contender | median | spread | mmring / this | CPU per entry |");
+    println!(
+        "| scenario | contender | median | spread | mmring / this (each mmring row) | CPU per entry |"
+    );
     println!("|---|---|---:|---:|---:|---:|");
     for scenario in &scenarios {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenario.contenders.len()];
@@ -161,7 +166,8 @@ fn main() {
 /// `n` push + pop_into pairs of `size`-byte entries on one thread, after a warm-up lap
 /// that faults every page of the ring in. Run under callgrind twice with different `n`:
 /// the difference in instructions over the difference in `n` is the cost of one pair.
-fn hot_loop(n: usize, size: usize) {
+/// With `batch`, entries go through `push_batch` and `pop_batch` that many at a time.
+fn hot_loop(n: usize, size: usize, batch: Option<usize>) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let ring = mmring::Options::new()
         .size(contenders::RING_SIZE)
@@ -171,6 +177,18 @@ fn hot_loop(n: usize, size: usize) {
     let data = vec![0x5a_u8; size];
     let mut buf = Vec::with_capacity(size);
     let warmup = contenders::capacity(contenders::RING_SIZE, size);
+    if let Some(batch) = batch {
+        let entries = vec![data; batch];
+        let mut got = mmring::Batch::new();
+        for _ in 0..(warmup + n) / batch {
+            let pushed = ring.push_batch(std::hint::black_box(&entries)).expect("push");
+            assert_eq!(pushed, batch);
+            let popped = ring.pop_batch(&mut got, batch).expect("pop");
+            assert_eq!(popped, batch);
+        }
+        std::hint::black_box(&got);
+        return;
+    }
     for _ in 0..warmup + n {
         ring.push(std::hint::black_box(&data)).expect("push");
         ring.pop_into(&mut buf).expect("pop").expect("an entry");
@@ -243,11 +261,19 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
             }
         }
     }
+    // Each peer is compared with every mmring row, in table order ("one at a time /
+    // batches" where a scenario has both).
+    let ours: Vec<usize> = (0..scenario.contenders.len())
+        .filter(|&i| scenario.contenders[i].name.starts_with("mmring"))
+        .collect();
     for (i, (c, (text, spr, cpu))) in scenario.contenders.iter().zip(cells).enumerate() {
-        let ratio = if i == 0 {
+        let ratio = if ours.contains(&i) {
             "—".to_string()
         } else {
-            format!("{:.2}×", speed[0] / speed[i])
+            ours.iter()
+                .map(|&m| format!("{:.2}×", speed[m] / speed[i]))
+                .collect::<Vec<_>>()
+                .join(" / ")
         };
         println!(
             "| {} | {} | {} | {:.0}% | {} | {} |",

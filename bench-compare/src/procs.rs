@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use mmring::Ring;
+use mmring::{Batch, Ring};
 
-use crate::contenders::{RING_SIZE, fresh_ring, pop_waiting, push_waiting};
+use crate::contenders::{
+    BATCH, RING_SIZE, fresh_ring, pop_batch_waiting, pop_waiting, push_batch_waiting, push_waiting,
+};
 use crate::{Backoff, Config, Sample, Timer};
 
 /// Payload of the cross-process scenarios.
@@ -65,6 +67,20 @@ pub fn child_main(args: &[String]) {
             for i in 0..n_arg(n) as u64 {
                 pop_waiting(&ring, &mut buf);
                 assert_eq!(buf[..8], i.to_le_bytes());
+            }
+            say("done");
+        }
+        ["mmring-batch-sink", path, n] => {
+            let ring = Ring::open(path).expect("open the ring");
+            let mut batch = Batch::with_capacity(BATCH, BATCH * MSG);
+            say("ready");
+            let mut next = 0;
+            while next < n_arg(n) as u64 {
+                pop_batch_waiting(&ring, &mut batch, BATCH);
+                for (_, data) in &batch {
+                    assert_eq!(data[..8], next.to_le_bytes());
+                    next += 1;
+                }
             }
             say("done");
         }
@@ -143,6 +159,29 @@ pub fn stream_mmring(config: &Config, n: usize) -> Sample {
     let timer = Timer::start();
     for i in 0..n as u64 {
         push_waiting(&ring, &message(i));
+    }
+    expect_line(&mut out, "done");
+    let sample = timer.wall_per_entry(n);
+    finish(child);
+    sample
+}
+
+/// `stream_mmring` with `push_batch` and `pop_batch` of up to `BATCH` entries.
+pub fn stream_mmring_batch(config: &Config, n: usize) -> Sample {
+    let ring = fresh_ring(config, "stream.ring", RING_SIZE);
+    let path = ring.path().to_str().expect("UTF-8 path").to_string();
+    let (child, mut out) = spawn(&["mmring-batch-sink", &path, &n.to_string()], Stdio::null());
+    expect_line(&mut out, "ready");
+    let timer = Timer::start();
+    let mut entries = [[0u8; MSG]; BATCH];
+    let mut i = 0;
+    while i < n as u64 {
+        let k = BATCH.min(n - i as usize);
+        for (j, msg) in entries[..k].iter_mut().enumerate() {
+            *msg = message(i + j as u64);
+        }
+        push_batch_waiting(&ring, &entries[..k]);
+        i += k as u64;
     }
     expect_line(&mut out, "done");
     let sample = timer.wall_per_entry(n);
