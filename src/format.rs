@@ -590,15 +590,20 @@ impl RecordMeta {
         b: &RecordHeaderBytes,
         region_len: u64,
     ) -> Result<RecordMeta, (usize, String)> {
-        RecordMeta::from_words(pos, &words_of(b), region_len)
+        RecordMeta::from_words(pos, (pos % region_len) as usize, &words_of(b), region_len)
     }
 
-    /// `from_bytes` of a header given as words (the stamp word is not used).
+    /// Decodes and checks the header, given as words (the stamp word is not used), of
+    /// the record at `pos`, which is at `offset` (`pos % region_len`) in a region of
+    /// `region_len` bytes. On failure returns the record-relative offset of the
+    /// offending field and what is wrong with it.
     pub(crate) fn from_words(
         pos: u64,
+        offset: usize,
         w: &RecordHeaderWords,
         region_len: u64,
     ) -> Result<RecordMeta, (usize, String)> {
+        debug_assert_eq!(offset as u64, pos % region_len);
         let stored = w[2] as u32;
         let computed = meta_crc_words(pos, w);
         if stored != computed {
@@ -636,9 +641,8 @@ impl RecordMeta {
         }
         // Prevents a record from reaching past the end of the region (the payload is
         // copied with this length) and huge allocations.
-        let offset = pos % region_len;
         if meta.data_len > max_data_len(region_len)
-            || offset + record_len(meta.data_len) > region_len
+            || offset as u64 + record_len(meta.data_len) > region_len
         {
             return Err((
                 REC_DATA_LEN_OFFSET,

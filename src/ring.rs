@@ -378,12 +378,16 @@ impl<R: Region> RawRing<R> {
             }
             // Claim every record, write them all, then commit them in order: a
             // consumer finds the batch complete as soon as it can take its first
-            // record, instead of chasing the producer record by record.
+            // record, instead of chasing the producer record by record. A batch never
+            // wraps, so each record's file offset is the first one's plus the distance.
+            let first_off = self.rec_off(pos);
+            let off = |at: u64| first_off + (at - pos) as usize;
             let mut claimed = 0;
             let mut at = pos;
             for data in run {
                 let data_len = data.as_ref().len() as u32;
-                if !self.claim(at, STATE_CLAIMED, Some(format::claim(data_len, self.pid))) {
+                let claim_word = format::claim(data_len, self.pid);
+                if !self.claim_with_off(at, off(at), STATE_CLAIMED, Some(claim_word)) {
                     // A reader is skipping this record after the abandon timeout; the
                     // ones after it are given back and pushed again with it, in order.
                     // (The reader counted this one as abandoned.)
@@ -395,14 +399,14 @@ impl<R: Region> RawRing<R> {
             }
             at = pos;
             for data in &run[..claimed] {
-                self.fill_record(at, data.as_ref(), ttl_secs, write_time_ms);
+                self.fill_record(at, off(at), data.as_ref(), ttl_secs, write_time_ms);
                 at += format::record_len(data.as_ref().len() as u32);
             }
             #[cfg(test)]
             tests::run_hook("batch-before-commit");
             at = pos;
             for (i, data) in run[..claimed].iter().enumerate() {
-                if !self.commit(at) {
+                if !self.commit(at, off(at)) {
                     // Abandoned by a reader: this record and the claimed ones after it
                     // are pushed again, so that the order holds.
                     self.abandon_claimed(at, &run[i..claimed]);
@@ -435,21 +439,22 @@ impl<R: Region> RawRing<R> {
     /// False if a reader skipped or abandoned the record first (after the abandon
     /// timeout): then nothing of it is delivered and the caller reserves again.
     fn write_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) -> bool {
+        let off = self.rec_off(pos);
         let claim_word = format::claim(data.len() as u32, self.pid);
-        if !self.claim(pos, STATE_CLAIMED, Some(claim_word)) {
+        if !self.claim_with_off(pos, off, STATE_CLAIMED, Some(claim_word)) {
             return false;
         }
-        self.fill_record(pos, data, ttl_secs, write_time_ms);
-        self.commit(pos)
+        self.fill_record(pos, off, data, ttl_secs, write_time_ms);
+        self.commit(pos, off)
     }
 
     /// Writes the header (all but the stamp and claim word) and payload of the record
-    /// at `pos`, which this producer has claimed.
-    fn fill_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) {
+    /// at `pos` (file offset `off`), which this producer has claimed.
+    fn fill_record(&self, pos: u64, off: usize, data: &[u8], ttl_secs: u32, write_time_ms: u64) {
         #[cfg(feature = "crash-points")]
         crate::crash::point("push-after-claim");
+        debug_assert_eq!(off, self.rec_off(pos));
         let data_len = data.len() as u32;
-        let off = self.rec_off(pos);
         let meta = RecordMeta {
             version: format::ENTRY_VERSION,
             data_len,
@@ -473,14 +478,14 @@ impl<R: Region> RawRing<R> {
         self.region.write(off + REC_HEADER_LEN, data);
     }
 
-    /// Publishes the claimed and filled record at `pos`. False if a reader abandoned
-    /// it first (after the abandon timeout); then it was skipped.
-    fn commit(&self, pos: u64) -> bool {
+    /// Publishes the claimed and filled record at `pos` (file offset `off`). False if
+    /// a reader abandoned it first (after the abandon timeout); then it was skipped.
+    fn commit(&self, pos: u64, off: usize) -> bool {
         #[cfg(feature = "crash-points")]
         crate::crash::point("push-before-commit");
         // SYNC(commit): Release makes the header and payload visible to any reader that
         // Acquires COMMITTED(pos).
-        self.stamp_at(pos)
+        self.word(off)
             .compare_exchange(
                 format::stamp(pos, STATE_CLAIMED),
                 format::stamp(pos, STATE_COMMITTED),
@@ -583,7 +588,12 @@ impl<R: Region> RawRing<R> {
     /// `state`, first storing `claim_word` (the length readers need to skip us if we
     /// stall). False if a skipping reader poisoned the stamp first. DESIGN: Claiming.
     fn claim(&self, pos: u64, state: u64, claim_word: Option<u64>) -> bool {
-        let off = self.rec_off(pos);
+        self.claim_with_off(pos, self.rec_off(pos), state, claim_word)
+    }
+
+    /// `claim` for a caller that has computed `off = rec_off(pos)` already.
+    fn claim_with_off(&self, pos: u64, off: usize, state: u64, claim_word: Option<u64>) -> bool {
+        debug_assert_eq!(off, self.rec_off(pos));
         let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
         if format::stamp_state(stale, pos).is_some() {
@@ -824,7 +834,7 @@ impl<R: Region> RawRing<R> {
             } else {
                 // After the first move, only a plainly ready head extends the batch.
                 let read = self.read_pos().load(Ordering::Acquire);
-                match self.committed_at(read) {
+                match self.committed_at(read, self.rec_off(read)) {
                     Some(head) => head,
                     None => break,
                 }
@@ -857,7 +867,7 @@ impl<R: Region> RawRing<R> {
                 if metas.len() == limit {
                     break record.end;
                 }
-                match self.next_in_batch(record.end) {
+                match self.next_in_batch(&record) {
                     Some(next) => record = next,
                     None => break record.end,
                 }
@@ -973,11 +983,11 @@ impl<R: Region> RawRing<R> {
         }
     }
 
-    /// The record at `pos`, behind a record a batch takes, if it is committed, its
-    /// header is valid and it ends within the written part; else the batch ends
-    /// before it and the next pop deals with it.
-    fn committed_at(&self, pos: u64) -> Option<Ready> {
-        let off = self.rec_off(pos);
+    /// The record at `pos` (file offset `off`), behind a record a batch takes, if it
+    /// is committed, its header is valid and it ends within the written part; else
+    /// the batch ends before it and the next pop deals with it.
+    fn committed_at(&self, pos: u64, off: usize) -> Option<Ready> {
+        debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
         let stamp = self.word(off).load(Ordering::Acquire);
         if format::stamp_state(stamp, pos) != Some(STATE_COMMITTED) {
@@ -993,17 +1003,22 @@ impl<R: Region> RawRing<R> {
         })
     }
 
-    /// The record a batch takes after the one ending at `pos`: the one at `pos`, or
-    /// past the padding at the end of a lap, the first of the next lap.
-    fn next_in_batch(&self, pos: u64) -> Option<Ready> {
-        if let Some(next) = self.committed_at(pos) {
+    /// The record a batch takes after `prev`: the one that follows it, or past the
+    /// padding at the end of a lap, the first of the next lap.
+    fn next_in_batch(&self, prev: &Ready) -> Option<Ready> {
+        let pos = prev.end;
+        let mut off = prev.off + (prev.end - prev.pos) as usize;
+        if off == self.region.len() {
+            off = HEADER_LEN; // the record ended the lap exactly
+        }
+        if let Some(next) = self.committed_at(pos, off) {
             return Some(next);
         }
-        let stamp = self.stamp_at(pos).load(Ordering::Acquire);
+        let stamp = self.word(off).load(Ordering::Acquire);
         if format::stamp_state(stamp, pos) == Some(STATE_PADDING)
             && self.padding_plausible(pos) == Some(true)
         {
-            return self.committed_at(self.lap_end(pos));
+            return self.committed_at(self.lap_end(pos), HEADER_LEN);
         }
         None
     }
@@ -1046,7 +1061,7 @@ impl<R: Region> RawRing<R> {
         {
             *word = cell.load(Ordering::Relaxed);
         }
-        RecordMeta::from_words(pos, &words, self.params.region_len)
+        RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)
     }
 
     /// The data length in the claim word of the record at `pos`, if the word is
