@@ -512,7 +512,7 @@ fn memcpy<const N: usize>(n: usize) -> Sample {
 
 /// In-process SPSC throughput of every contender at entry size `N`, in ns per entry:
 /// `(mmring, ArrayQueue, rtrb)`, for the plot.
-pub fn sweep_point<const N: usize>(config: &Config, n: usize) -> [f64; 3] {
+pub fn sweep_point<const N: usize>(config: &Config, n: usize) -> [f64; 4] {
     let get = |s: Sample| match s {
         Sample::NsPerEntry(ns, _) => ns,
         Sample::RoundTrip { .. } => unreachable!(),
@@ -520,6 +520,7 @@ pub fn sweep_point<const N: usize>(config: &Config, n: usize) -> [f64; 3] {
     let size = RING_SIZE.max(4096 + 2 * Ring::entry_footprint(N) * 8);
     [
         get(spsc_mmring::<N>(config, n, size)),
+        get(spsc_mmring_batch::<N>(config, n, size, BATCH)),
         get(spsc_array_queue::<N>(n)),
         get(spsc_rtrb::<N>(n)),
     ]

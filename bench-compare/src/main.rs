@@ -181,7 +181,9 @@ fn hot_loop(n: usize, size: usize, batch: Option<usize>) {
         let entries = vec![data; batch];
         let mut got = mmring::Batch::new();
         for _ in 0..(warmup + n) / batch {
-            let pushed = ring.push_batch(std::hint::black_box(&entries)).expect("push");
+            let pushed = ring
+                .push_batch(std::hint::black_box(&entries))
+                .expect("push");
             assert_eq!(pushed, batch);
             let popped = ring.pop_batch(&mut got, batch).expect("pop");
             assert_eq!(popped, batch);
