@@ -65,6 +65,14 @@ impl Region for MmapRegion {
     fn write(&self, off: usize, src: &[u8]) {
         region::write_words(self.words(), off, src);
     }
+
+    fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32 {
+        region::read_words_crc(self.words(), off, dst)
+    }
+
+    fn write_crc(&self, off: usize, src: &[u8]) -> u32 {
+        region::write_words_crc(self.words(), off, src)
+    }
 }
 
 impl MmapRegion {
