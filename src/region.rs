@@ -34,11 +34,9 @@ pub(crate) trait Region: Send + Sync {
     fn write(&self, off: usize, src: &[u8]);
     /// [`read`](Region::read), returning the CRC32C of the copy in `dst`, computed in
     /// the same pass.
-    #[allow(dead_code, reason = "the push and pop paths are yet to call it")]
     fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32;
     /// [`write`](Region::write), returning the CRC32C of `src`, computed in the same
     /// pass.
-    #[allow(dead_code, reason = "the push and pop paths are yet to call it")]
     fn write_crc(&self, off: usize, src: &[u8]) -> u32;
 }
 
@@ -150,11 +148,20 @@ fn merge_part(cell: &AtomicU64, from: usize, bytes: &[u8]) {
     cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
 }
 
+/// Payloads shorter than this are copied, then checksummed: two tight loops over a
+/// few words beat the fused loop's setup (measured: 64-byte entries through
+/// push_batch + pop_batch took 30 % longer fused; from 256 bytes fused is faster).
+const FUSE_MIN: usize = 256;
+
 /// [`read_words`], returning the CRC32C of the copy: each word is fed to the checksum
 /// as it is loaded, so the payload is passed over once. The CRC is of the bytes as
 /// copied into `dst`, which a racing writer may have torn; the caller compares it with
 /// the record's checksum and validates the copy as after `read_words`.
 pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
+    if dst.len() < FUSE_MIN {
+        read_words(words, off, dst);
+        return crate::crc::crc32c(dst);
+    }
     check_range(off, dst.len(), words.len() * 8);
     let (head, whole) = split(off, dst.len());
     let (head_bytes, rest) = dst.split_at_mut(head);
@@ -180,6 +187,10 @@ pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) ->
 /// [`write_words`], returning the CRC32C of `src`: each word is fed to the checksum as
 /// it is stored, so the payload is passed over once.
 pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
+    if src.len() < FUSE_MIN {
+        write_words(words, off, src);
+        return crate::crc::crc32c(src);
+    }
     check_range(off, src.len(), words.len() * 8);
     let (head, whole) = split(off, src.len());
     let (head_bytes, rest) = src.split_at(head);

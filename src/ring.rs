@@ -455,12 +455,14 @@ impl<R: Region> RawRing<R> {
         crate::crash::point("push-after-claim");
         debug_assert_eq!(off, self.rec_off(pos));
         let data_len = data.len() as u32;
+        // The payload first: the copy computes its checksum, which the header holds.
+        let data_crc = self.region.write_crc(off + REC_HEADER_LEN, data);
         let meta = RecordMeta {
             version: format::ENTRY_VERSION,
             data_len,
             ttl_secs,
             id: pos,
-            data_crc: crate::crc::crc32c(data),
+            data_crc,
             write_time_ms,
         };
         let header = meta.to_words(pos, format::claim(data_len, self.pid));
@@ -475,7 +477,6 @@ impl<R: Region> RawRing<R> {
         {
             cell.store(word, Ordering::Relaxed);
         }
-        self.region.write(off + REC_HEADER_LEN, data);
     }
 
     /// Publishes the claimed and filled record at `pos` (file offset `off`). False if
@@ -784,7 +785,9 @@ impl<R: Region> RawRing<R> {
             };
             let meta = head.meta;
             fit(buf, meta.data_len);
-            self.region.read(head.off + REC_HEADER_LEN, buf);
+            // The checksum of the copy, computed while copying; it only means something
+            // once the CAS below says the copy is consistent.
+            let data_crc = self.region.read_crc(head.off + REC_HEADER_LEN, buf);
             #[cfg(feature = "crash-points")]
             crate::crash::point("pop-before-advance");
             let expired = meta.ttl_secs != 0 && meta.expired(self.clock.wall_ms());
@@ -793,7 +796,7 @@ impl<R: Region> RawRing<R> {
             if !self.advance_read(head.pos, head.end, !expired) {
                 continue;
             }
-            if crate::crc::crc32c(buf) != meta.data_crc {
+            if data_crc != meta.data_crc {
                 return Err(self.payload_corrupt(&head));
             }
             if expired {
@@ -855,10 +858,10 @@ impl<R: Region> RawRing<R> {
                     data.resize(used + len, 0);
                 }
                 let copy = &mut data[used..used + len];
-                self.region.read(record.off + REC_HEADER_LEN, copy);
+                let data_crc = self.region.read_crc(record.off + REC_HEADER_LEN, copy);
                 // Checked before the removal, so that a damaged payload behind good
                 // ones stays in the ring for the next call to report in its place.
-                if crate::crc::crc32c(copy) != record.meta.data_crc {
+                if data_crc != record.meta.data_crc {
                     damaged = metas.len() == kept;
                     break if damaged { record.end } else { record.pos };
                 }
@@ -1387,9 +1390,12 @@ impl<R: Region> RawRing<R> {
                 _ => return Ok(None),
             }
             let parsed = self.read_meta(pos);
+            let mut data_crc = 0;
             if let Ok(meta) = &parsed {
                 fit(buf, meta.data_len);
-                self.region.read(self.rec_off(pos) + REC_HEADER_LEN, buf);
+                data_crc = self
+                    .region
+                    .read_crc(self.rec_off(pos) + REC_HEADER_LEN, buf);
             }
             // SYNC(seqlock): the copy is valid iff the record was not freed (and so not
             // reused) before we finished it (DESIGN: Reading a record).
@@ -1408,7 +1414,7 @@ impl<R: Region> RawRing<R> {
                 }
             };
             *cursor = pos + format::record_len(meta.data_len);
-            if crate::crc::crc32c(buf) != meta.data_crc {
+            if data_crc != meta.data_crc {
                 return Err(Error::corrupt(
                     (self.rec_off(pos) + REC_HEADER_LEN) as u64,
                     format!("payload checksum mismatch in entry {}", meta.id),
