@@ -47,6 +47,34 @@ fn bench_with_threads_and_with_processes_moves_every_entry() {
 }
 
 #[test]
+fn bench_in_batches_with_threads_and_with_processes_moves_every_entry() {
+    // Two consumers and batches: a consumer may take several stop markers at once
+    // and must hand the others back, or the other consumer never stops.
+    for extra in [&[][..], &["--processes"]] {
+        let assert = mmring()
+            .args([
+                "bench",
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+                "--batch",
+                "16",
+            ])
+            .args(["--entries", "3000", "--entry", "40", "--size", "256KiB"])
+            .args(extra)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .success()
+            .stderr("");
+        let table = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+        for expected in ["40-byte entries, batches of 16", "6000 in "] {
+            assert!(table.contains(expected), "{expected:?} in\n{table}");
+        }
+    }
+}
+
+#[test]
 fn bench_refuses_entries_too_small_for_the_send_time() {
     mmring()
         .args(["bench", "--entry", "4"])

@@ -42,22 +42,18 @@ MUTANTS = [
     Mutant(
         "commit-relaxed",
         "src/ring.rs",
-        """                    format::stamp(pos, STATE_CLAIMED),
-                    format::stamp(pos, STATE_COMMITTED),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                // Consumers""",
-        """                    format::stamp(pos, STATE_CLAIMED),
-                    format::stamp(pos, STATE_COMMITTED),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                // Consumers""",
+        """                format::stamp(pos, STATE_COMMITTED),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }""",
+        """                format::stamp(pos, STATE_COMMITTED),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }""",
         "push publishes COMMITTED with Relaxed: a reader may see the stamp before the payload",
     ),
     Mutant(
@@ -102,10 +98,10 @@ MUTANTS = [
     Mutant(
         "pop-skip-data-crc",
         "src/ring.rs",
-        """            if crate::crc::crc32c(buf) != meta.data_crc {
-                self.count(CORRUPT_OFFSET);""",
-        """            if false && crate::crc::crc32c(buf) != meta.data_crc {
-                self.count(CORRUPT_OFFSET);""",
+        """            if data_crc != meta.data_crc {
+                return Err(self.payload_corrupt(&head));""",
+        """            if false && data_crc != meta.data_crc {
+                return Err(self.payload_corrupt(&head));""",
         "pop returns a payload without verifying its CRC32C",
     ),
     Mutant(
@@ -131,10 +127,10 @@ MUTANTS = [
     Mutant(
         "reserve-ignores-readers",
         "src/ring.rs",
-        """                if end > read + region_len {
-                    match self.make_room(read)? {""",
-        """                if false {
-                    match self.make_room(read)? {""",
+        """                room = read + region_len;
+                if end > room {""",
+        """                room = read + region_len;
+                if false {""",
         "a push reserves space that unread entries still occupy",
     ),
     Mutant(
@@ -183,6 +179,44 @@ MUTANTS = [
             >= u64::from(self.params.abandon_ms)""",
         """        true""",
         "a head being written is abandoned without waiting for the timeout",
+    ),
+    Mutant(
+        "batch-pop-ignores-cas",
+        "src/ring.rs",
+        """            if !self.advance_read(head.pos, end, !first_expired) {""",
+        """            if !{
+                self.advance_read(head.pos, end, !first_expired);
+                true
+            } {""",
+        "pop_batch keeps its copies when another consumer moved read_pos first",
+    ),
+    Mutant(
+        "batch-damage-consumed",
+        "src/ring.rs",
+        """                    break if damaged { record.end } else { record.pos };""",
+        """                    break record.end;""",
+        "pop_batch removes a damaged record behind good ones without reporting it",
+    ),
+    Mutant(
+        "batch-commit-keeps-rest",
+        "src/ring.rs",
+        """                    self.abandon_claimed(at, &run[i..claimed]);""",
+        """                    let _ = (i, claimed);""",
+        "after a failed commit, the rest of the batch is still committed, out of order",
+    ),
+    Mutant(
+        "batch-give-back-uncounted",
+        "src/ring.rs",
+        """        let uncounted = entries.len().saturating_sub(counted) as u64;""",
+        """        let uncounted = 0 * entries.len().saturating_sub(counted) as u64;""",
+        "records a batch gives back are not counted: the counters no longer add up",
+    ),
+    Mutant(
+        "batch-wraps",
+        "src/ring.rs",
+        """            let limit = room.min(self.lap_end(end - rec_len));""",
+        """            let limit = room;""",
+        "a batch reservation runs past the end of the lap (records would straddle it)",
     ),
 ]
 

@@ -6,6 +6,8 @@
 //! ring rejects pushes when full, so producers retry and nothing is lost. When every
 //! entry has been popped, the parent pushes one empty stop marker per consumer. A
 //! progress bar goes to stderr when it is a terminal; the summary table to stdout.
+//! With `--batch N`, producers use `push_batch` and consumers `pop_batch`, N entries
+//! at a time.
 
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
@@ -14,7 +16,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mmring::{Error, Ring};
+use mmring::{Batch, Error, Ring};
 
 use crate::cli::{BenchArgs, BenchWorkerArgs};
 use crate::demo::{Workers, read_in_background, scratch_ring};
@@ -40,6 +42,15 @@ pub(crate) fn run(args: &BenchArgs) -> Outcome {
         run_threads(args, &ring, &path, entry, total)?
     };
     let elapsed = started.elapsed();
+    if histogram.total() != total {
+        return Err(Failure::Bench {
+            message: format!(
+                "consumers received {} entries of the {total} pushed through {}",
+                histogram.total(),
+                path.display()
+            ),
+        });
+    }
     let summary = summary(args, entry, total, elapsed, &histogram);
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -57,12 +68,13 @@ fn run_threads(
     total: u64,
 ) -> Result<Histogram, Failure> {
     let failed = AtomicBool::new(false);
+    let batch = args.batch as usize;
     std::thread::scope(|scope| {
         let consumers: Vec<_> = (0..args.consumers)
-            .map(|_| scope.spawn(|| consume(ring, path, &failed)))
+            .map(|_| scope.spawn(|| consume(ring, path, batch, &failed)))
             .collect();
         let producers: Vec<_> = (0..args.producers)
-            .map(|_| scope.spawn(|| produce(ring, path, args.entries, entry, &failed)))
+            .map(|_| scope.spawn(|| produce(ring, path, args.entries, entry, batch, &failed)))
             .collect();
         let watched = watch_progress(ring, path, total, &failed);
         let mut outcome = watched.and_then(|()| push_stop_markers(ring, path, args.consumers));
@@ -131,6 +143,7 @@ fn run_processes(
     for consumer in 0..args.consumers {
         let mut command = Command::new(&exe);
         command.args(["bench-worker", "--ring"]).arg(path);
+        command.args(["--batch", &args.batch.to_string()]);
         reports.push(read_in_background(
             workers.spawn(format!("consumer {consumer}"), command)?,
         ));
@@ -141,6 +154,7 @@ fn run_processes(
         command.args(["bench-worker", "--ring"]).arg(path);
         command.args(["--produce", &args.entries.to_string()]);
         command.args(["--entry", &entry.to_string()]);
+        command.args(["--batch", &args.batch.to_string()]);
         producer_outputs.push(read_in_background(
             workers.spawn(format!("producer {producer}"), command)?,
         ));
@@ -175,9 +189,9 @@ pub(crate) fn worker(args: &BenchWorkerArgs) -> Outcome {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match args.produce {
-        Some(entries) => produce(&ring, &args.ring, entries, args.entry, &never),
+        Some(entries) => produce(&ring, &args.ring, entries, args.entry, args.batch, &never),
         None => {
-            let histogram = consume(&ring, &args.ring, &never)?;
+            let histogram = consume(&ring, &args.ring, args.batch, &never)?;
             out.write_all(histogram.to_line().as_bytes())
                 .and_then(|()| out.flush())
                 .map_err(stdout_failure)
@@ -193,15 +207,37 @@ fn now_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// Pushes `entries` payloads of `entry` bytes stamped with the push time.
-fn produce(ring: &Ring, path: &Path, entries: u64, entry: usize, failed: &AtomicBool) -> Outcome {
-    let mut payload = vec![0x5a; entry.max(TIME_LEN)];
+/// Pushes `entries` payloads of `entry` bytes stamped with the push time, `batch` at a
+/// time.
+fn produce(
+    ring: &Ring,
+    path: &Path,
+    entries: u64,
+    entry: usize,
+    batch: usize,
+    failed: &AtomicBool,
+) -> Outcome {
+    let mut payloads = vec![vec![0x5a; entry.max(TIME_LEN)]; batch.max(1)];
     let mut backoff = Backoff::new();
-    for _ in 0..entries {
-        loop {
-            payload[..TIME_LEN].copy_from_slice(&now_ns().to_le_bytes());
-            match ring.push(&payload) {
-                Ok(_) => break,
+    let mut left = entries;
+    while left > 0 {
+        let run = &mut payloads[..(left as usize).min(batch.max(1))];
+        let now = now_ns().to_le_bytes();
+        for payload in run.iter_mut() {
+            payload[..TIME_LEN].copy_from_slice(&now);
+        }
+        let mut done = 0;
+        while done < run.len() {
+            let pushed = if run.len() == 1 {
+                ring.push(&run[0]).map(|_| 1)
+            } else {
+                ring.push_batch(&run[done..])
+            };
+            match pushed {
+                Ok(n) => {
+                    done += n;
+                    backoff.reset();
+                }
                 Err(Error::Full) => {
                     if failed.load(Ordering::Relaxed) {
                         return Ok(());
@@ -213,33 +249,63 @@ fn produce(ring: &Ring, path: &Path, entries: u64, entry: usize, failed: &Atomic
                 Err(error) => return Err(error).at(path),
             }
         }
-        backoff.reset();
+        left -= run.len() as u64;
     }
     Ok(())
 }
 
-/// Pops until a stop marker (an empty entry), recording each entry's latency.
-fn consume(ring: &Ring, path: &Path, failed: &AtomicBool) -> Result<Histogram, Failure> {
+/// Pops until a stop marker (an empty entry), recording each entry's latency; `batch`
+/// at a time with `pop_batch` when above 1.
+fn consume(
+    ring: &Ring,
+    path: &Path,
+    batch: usize,
+    failed: &AtomicBool,
+) -> Result<Histogram, Failure> {
     let mut histogram = Histogram::default();
     let mut buf = Vec::new();
+    let mut taken = Batch::new();
     let mut backoff = Backoff::new();
+    let record = |histogram: &mut Histogram, data: &[u8]| {
+        let mut sent = [0u8; TIME_LEN];
+        sent.copy_from_slice(&data[..TIME_LEN.min(data.len())]);
+        histogram.record(now_ns().saturating_sub(u64::from_le_bytes(sent)));
+    };
     loop {
-        match ring.pop_into(&mut buf).at(path)? {
-            Some(_) if buf.is_empty() => return Ok(histogram),
-            Some(_) => {
-                let mut sent = [0u8; TIME_LEN];
-                sent.copy_from_slice(&buf[..TIME_LEN.min(buf.len())]);
-                histogram.record(now_ns().saturating_sub(u64::from_le_bytes(sent)));
-                backoff.reset();
+        let got = if batch > 1 {
+            ring.pop_batch(&mut taken, batch).at(path)?
+        } else {
+            usize::from(ring.pop_into(&mut buf).at(path)?.is_some())
+        };
+        if got == 0 {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(histogram);
             }
-            None => {
-                if failed.load(Ordering::Relaxed) {
-                    return Ok(histogram);
-                }
-                backoff
-                    .wait(STALL_LIMIT)
-                    .map_err(|waited| stalled(path, "a consumer", waited))?;
+            backoff
+                .wait(STALL_LIMIT)
+                .map_err(|waited| stalled(path, "a consumer", waited))?;
+            continue;
+        }
+        backoff.reset();
+        if batch <= 1 {
+            if buf.is_empty() {
+                return Ok(histogram);
             }
+            record(&mut histogram, &buf);
+            continue;
+        }
+        let mut markers = 0;
+        for (_, data) in &taken {
+            if data.is_empty() {
+                markers += 1;
+            } else {
+                record(&mut histogram, data);
+            }
+        }
+        if markers > 0 {
+            // One stop marker is this consumer's; the others go back for the rest.
+            push_stop_markers(ring, path, markers - 1)?;
+            return Ok(histogram);
         }
     }
 }
@@ -418,7 +484,7 @@ fn summary(
         (
             "setup",
             format!(
-                "{} producer(s), {} consumer(s) as {}, {} ring, {entry}-byte entries",
+                "{} producer(s), {} consumer(s) as {}, {} ring, {entry}-byte entries{}",
                 args.producers,
                 args.consumers,
                 if args.processes {
@@ -426,7 +492,12 @@ fn summary(
                 } else {
                     "threads"
                 },
-                human_bytes(args.size)
+                human_bytes(args.size),
+                if args.batch > 1 {
+                    format!(", batches of {}", args.batch)
+                } else {
+                    String::new()
+                }
             ),
         ),
         ("entries", format!("{total} in {secs:.3} s")),

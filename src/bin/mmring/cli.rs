@@ -289,6 +289,9 @@ pub(crate) struct BenchArgs {
     /// Run producers and consumers as separate processes instead of threads.
     #[arg(long)]
     pub processes: bool,
+    /// Entries per push_batch and pop_batch (1: one push or pop_into per entry).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
 }
 
 /// Default entries per producer in `mmring bench`.
@@ -310,6 +313,9 @@ pub(crate) struct BenchWorkerArgs {
     /// Payload bytes per entry.
     #[arg(long, default_value_t = 64)]
     pub entry: usize,
+    /// Entries per push_batch / pop_batch (1: one at a time).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 /// Shells `mmring completions` writes scripts for.
