@@ -2144,14 +2144,34 @@ mod tests {
         assert_eq!(ring.counters().corrupt, reported);
     }
 
-    /// Every entry left in `ring`, popped one by one.
-    fn drain(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {
-        std::iter::from_fn(|| pop(ring))
-            .map(|(_, data)| data)
-            .collect()
+    const BATCH: [&[u8]; 3] = [b"one", b"two", b"three"];
+
+    /// What readers do to a producer stopped at a hook: a pop that starts the stall
+    /// clock, then, for each step, the clock past the abandon timeout and another pop
+    /// (which abandons or skips what `step` says). None of them finds an entry.
+    fn readers_give_up(ring: &RawRing<HeapRegion>, mono: &StdU64, steps: &[&str]) {
+        assert_eq!(pop(ring), None, "the stall clock starts");
+        for (i, step) in steps.iter().enumerate() {
+            mono.store(100 * (i as u64 + 1), std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(pop(ring), None, "{step}");
+        }
     }
 
-    const BATCH: [&[u8]; 3] = [b"one", b"two", b"three"];
+    /// Pushes `BATCH` (readers give up on part of it at a hook the caller set) and
+    /// checks that every entry is then delivered once, in order, with the counters
+    /// `(pushed, popped, abandoned)` adding up. Returns the entries' IDs.
+    fn batch_pushed_again(ring: &RawRing<HeapRegion>, counters: (u64, u64, u64)) -> Vec<u64> {
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        let got: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| pop(ring)).collect();
+        assert_eq!(
+            got.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+            BATCH
+        );
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped, c.abandoned), counters, "{c:?}");
+        assert_eq!(ring.len(), 0);
+        got.into_iter().map(|(id, _)| id).collect()
+    }
 
     /// A batch's producer stalled between its claims and its commits for longer than
     /// the abandon timeout: readers abandon its first records, its first commit fails,
@@ -2164,19 +2184,11 @@ mod tests {
         {
             let ring = ring.clone();
             at_point("batch-before-commit", move || {
-                assert_eq!(pop(&ring), None, "the stall clock starts");
-                mono.store(100, std::sync::atomic::Ordering::Relaxed);
-                assert_eq!(pop(&ring), None, "abandons the first record");
-                mono.store(200, std::sync::atomic::Ordering::Relaxed);
-                assert_eq!(pop(&ring), None, "abandons the second record");
+                readers_give_up(&ring, &mono, &["abandons record 0", "abandons record 1"]);
                 assert_eq!(ring.counters().abandoned, 2);
             });
         }
-        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
-        assert_eq!(drain(&ring), BATCH);
-        let c = ring.counters();
-        assert_eq!((c.pushed, c.popped, c.abandoned), (6, 3, 3), "{c:?}");
-        assert_eq!(ring.len(), 0);
+        batch_pushed_again(&ring, (6, 3, 3));
     }
 
     /// A batch's producer stalled before claiming its second record, long enough for
@@ -2192,25 +2204,17 @@ mod tests {
             // The first claim (record 0) arms the hook for the second (record 1).
             at_point("claim-after-read-check", move || {
                 at_point("claim-after-read-check", move || {
-                    assert_eq!(pop(&ring), None);
-                    mono.store(100, std::sync::atomic::Ordering::Relaxed);
-                    assert_eq!(pop(&ring), None, "abandons record 0");
-                    mono.store(200, std::sync::atomic::Ordering::Relaxed);
-                    assert_eq!(pop(&ring), None, "skips records 1 and 2");
+                    readers_give_up(&ring, &mono, &["abandons record 0", "skips 1 and 2"]);
                     assert_eq!(ring.counters().abandoned, 2);
                 });
             });
         }
-        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
-        assert_eq!(drain(&ring), BATCH);
-        let c = ring.counters();
-        assert_eq!((c.pushed, c.popped, c.abandoned), (6, 3, 3), "{c:?}");
-        assert_eq!(ring.len(), 0);
+        batch_pushed_again(&ring, (6, 3, 3));
     }
 
     /// The same before the padding a batch needs at the end of a lap: a reader skips
     /// the unclaimed padding and the records behind it, the padding claim fails, every
-    /// record is given back, and the batch is pushed again on the next lap.
+    /// record is given back, and the batch is pushed again after the skipped range.
     #[test]
     fn batch_whose_padding_was_skipped_is_pushed_again_in_order() {
         let (ring, _, mono) = ring(4096, Policy::Reject);
@@ -2222,26 +2226,15 @@ mod tests {
         {
             let ring = ring.clone();
             at_point("claim-after-read-check", move || {
-                assert_eq!(pop(&ring), None);
-                mono.store(100, std::sync::atomic::Ordering::Relaxed);
-                assert_eq!(pop(&ring), None, "skips the padding and the records");
+                readers_give_up(&ring, &mono, &["skips the padding and the records"]);
                 assert_eq!(ring.counters().abandoned, 1);
             });
         }
-        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
-        let got: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| pop(&ring)).collect();
-        assert_eq!(
-            got.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
-            BATCH
-        );
+        let ids = batch_pushed_again(&ring, (8, 5, 3));
         assert!(
-            got[0].0 > 4096,
-            "pushed again after the skipped range: {}",
-            got[0].0
+            ids[0] > 4096,
+            "pushed again after the skipped range: {ids:?}"
         );
-        let c = ring.counters();
-        assert_eq!((c.pushed, c.popped, c.abandoned), (8, 5, 3), "{c:?}");
-        assert_eq!(ring.len(), 0);
     }
 
     /// Expired entries inside a batch are removed and counted but not returned, and

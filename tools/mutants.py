@@ -224,6 +224,7 @@ MUTANTS = [
 SUITES = [
     ("unit", ["cargo", "test", "--all-features", "--lib"], {}, 300),
     ("model", ["cargo", "test", "--all-features", "--test", "model"], {}, 300),
+    ("batch", ["cargo", "test", "--all-features", "--test", "batch"], {}, 300),
     ("corrupt_files", ["cargo", "test", "--all-features", "--test", "corrupt_files"], {}, 300),
     ("stress", ["cargo", "test", "--all-features", "--test", "stress"], {}, 300),
     ("persistence", ["cargo", "test", "--all-features", "--test", "persistence"], {}, 300),

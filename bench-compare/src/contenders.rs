@@ -29,11 +29,11 @@ pub fn scenarios() -> Vec<Scenario> {
             contenders: vec![
                 Contender {
                     name: "mmring",
-                    run: Box::new(|c| mpmc_mmring::<64>(c, c.count(1_000_000))),
+                    run: Box::new(|c| mpmc_mmring::<64>(c, c.count(1_000_000), 1)),
                 },
                 Contender {
                     name: "mmring, batches of 32",
-                    run: Box::new(|c| mpmc_mmring_batch::<64>(c, c.count(1_000_000))),
+                    run: Box::new(|c| mpmc_mmring::<64>(c, c.count(1_000_000), BATCH)),
                 },
                 Contender {
                     name: "crossbeam ArrayQueue",
@@ -195,6 +195,26 @@ pub fn push_batch_waiting<T: AsRef<[u8]>>(ring: &Ring, entries: &[T]) {
     }
 }
 
+/// Pushes `n` entries numbered from 0 (the number, or'ed with `tag`, in each entry's
+/// first 8 bytes) with `push_batch`, `entries.len()` at a time, waiting while the
+/// ring is full.
+pub fn push_numbered_batches<T: AsRef<[u8]> + AsMut<[u8]>>(
+    ring: &Ring,
+    entries: &mut [T],
+    n: u64,
+    tag: u64,
+) {
+    let mut i = 0;
+    while i < n {
+        let k = (entries.len() as u64).min(n - i) as usize;
+        for (j, data) in entries[..k].iter_mut().enumerate() {
+            data.as_mut()[..8].copy_from_slice(&(tag | (i + j as u64)).to_le_bytes());
+        }
+        push_batch_waiting(ring, &entries[..k]);
+        i += k as u64;
+    }
+}
+
 /// Pops up to `max` entries into `batch`, waiting while the ring is empty.
 pub fn pop_batch_waiting(ring: &Ring, batch: &mut Batch, max: usize) {
     let mut backoff = Backoff::new();
@@ -261,16 +281,7 @@ pub fn spsc_mmring_batch<const N: usize>(
                 }
             }
         });
-        let mut entries = vec![vec![0u8; N]; batch];
-        let mut i = 0;
-        while i < n as u64 {
-            let k = batch.min(n - i as usize);
-            for (j, data) in entries[..k].iter_mut().enumerate() {
-                data[..8].copy_from_slice(&(i + j as u64).to_le_bytes());
-            }
-            push_batch_waiting(&ring, &entries[..k]);
-            i += k as u64;
-        }
+        push_numbered_batches(&ring, &mut vec![vec![0u8; N]; batch], n as u64, 0);
     });
     timer.per_entry(n)
 }
@@ -353,53 +364,9 @@ fn spsc_sync_channel<const N: usize>(n: usize) -> Sample {
 }
 
 /// Two producers push `n / 2` entries each; two consumers pop until `n` arrived.
-/// Each consumer checks that each producer's entries reach it in order.
-/// `mpmc_mmring` with `push_batch` and `pop_batch` of up to `BATCH` entries.
-fn mpmc_mmring_batch<const N: usize>(config: &Config, n: usize) -> Sample {
-    let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
-    let popped = AtomicUsize::new(0);
-    let per_producer = n / 2;
-    let timer = Timer::start();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                let mut got = Batch::with_capacity(BATCH, BATCH * N);
-                let mut last = [None::<u64>; 2];
-                let mut backoff = Backoff::new();
-                while popped.load(Ordering::Relaxed) < 2 * per_producer {
-                    match ring.pop_batch(&mut got, BATCH).expect("pop") {
-                        0 => backoff.wait(),
-                        k => {
-                            popped.fetch_add(k, Ordering::Relaxed);
-                            for (_, data) in &got {
-                                check_order(&mut last, seq_of(data));
-                            }
-                            backoff.reset();
-                        }
-                    }
-                }
-            });
-        }
-        for p in 0..2u64 {
-            let ring = &ring;
-            s.spawn(move || {
-                let mut entries = vec![vec![0u8; N]; BATCH];
-                let mut i = 0;
-                while i < per_producer as u64 {
-                    let k = BATCH.min(per_producer - i as usize);
-                    for (j, data) in entries[..k].iter_mut().enumerate() {
-                        data[..8].copy_from_slice(&(p << 63 | (i + j as u64)).to_le_bytes());
-                    }
-                    push_batch_waiting(ring, &entries[..k]);
-                    i += k as u64;
-                }
-            });
-        }
-    });
-    timer.per_entry(2 * per_producer)
-}
-
-fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
+/// Each consumer checks that each producer's entries reach it in order. With `batch`
+/// above 1, through `push_batch` and `pop_batch` of that many entries.
+fn mpmc_mmring<const N: usize>(config: &Config, n: usize, batch: usize) -> Sample {
     let ring = fresh_ring(config, "mpmc.ring", RING_SIZE);
     let popped = AtomicUsize::new(0);
     let per_producer = n / 2;
@@ -408,23 +375,39 @@ fn mpmc_mmring<const N: usize>(config: &Config, n: usize) -> Sample {
         for _ in 0..2 {
             s.spawn(|| {
                 let mut buf = Vec::with_capacity(N);
+                let mut got = Batch::with_capacity(batch, batch * N);
                 let mut last = [None::<u64>; 2];
                 let mut backoff = Backoff::new();
                 while popped.load(Ordering::Relaxed) < 2 * per_producer {
-                    match ring.pop_into(&mut buf).expect("pop") {
-                        Some(_) => {
-                            popped.fetch_add(1, Ordering::Relaxed);
-                            check_order(&mut last, seq_of(&buf));
-                            backoff.reset();
-                        }
-                        None => backoff.wait(),
+                    let k = if batch > 1 {
+                        ring.pop_batch(&mut got, batch).expect("pop")
+                    } else {
+                        usize::from(ring.pop_into(&mut buf).expect("pop").is_some())
+                    };
+                    if k == 0 {
+                        backoff.wait();
+                        continue;
                     }
+                    popped.fetch_add(k, Ordering::Relaxed);
+                    if batch > 1 {
+                        for (_, data) in &got {
+                            check_order(&mut last, seq_of(data));
+                        }
+                    } else {
+                        check_order(&mut last, seq_of(&buf));
+                    }
+                    backoff.reset();
                 }
             });
         }
         for p in 0..2u64 {
             let ring = &ring;
             s.spawn(move || {
+                if batch > 1 {
+                    let mut entries = vec![vec![0u8; N]; batch];
+                    push_numbered_batches(ring, &mut entries, per_producer as u64, p << 63);
+                    return;
+                }
                 let mut data = vec![0u8; N];
                 for i in 0..per_producer as u64 {
                     data[..8].copy_from_slice(&(p << 63 | i).to_le_bytes());

@@ -16,7 +16,8 @@ use hdrhistogram::Histogram;
 use mmring::{Batch, Ring};
 
 use crate::contenders::{
-    BATCH, RING_SIZE, fresh_ring, pop_batch_waiting, pop_waiting, push_batch_waiting, push_waiting,
+    BATCH, RING_SIZE, fresh_ring, pop_batch_waiting, pop_waiting, push_numbered_batches,
+    push_waiting,
 };
 use crate::{Backoff, Config, Sample, Timer};
 
@@ -173,16 +174,7 @@ pub fn stream_mmring_batch(config: &Config, n: usize) -> Sample {
     let (child, mut out) = spawn(&["mmring-batch-sink", &path, &n.to_string()], Stdio::null());
     expect_line(&mut out, "ready");
     let timer = Timer::start();
-    let mut entries = [[0u8; MSG]; BATCH];
-    let mut i = 0;
-    while i < n as u64 {
-        let k = BATCH.min(n - i as usize);
-        for (j, msg) in entries[..k].iter_mut().enumerate() {
-            *msg = message(i + j as u64);
-        }
-        push_batch_waiting(&ring, &entries[..k]);
-        i += k as u64;
-    }
+    push_numbered_batches(&ring, &mut [[0u8; MSG]; BATCH], n as u64, 0);
     expect_line(&mut out, "done");
     let sample = timer.wall_per_entry(n);
     finish(child);
