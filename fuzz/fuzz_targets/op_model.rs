@@ -2,12 +2,16 @@
 //! against a model that computes byte positions independently of the library.
 //!
 //! Operations: pushes of any size up to one byte over `max_entry_size` (with the
-//! ring's default TTL or an explicit one), pops, pops into a reused buffer, peeks,
-//! reopening the file, and reading the statistics. Rings are 8–10 KiB, mostly not a
+//! ring's default TTL or an explicit one), batches of such pushes (`push_batch`),
+//! pops, pops into a reused buffer, batch pops (`pop_batch`), peeks, reopening the
+//! file, and reading the statistics. Rings are 8–10 KiB, mostly not a
 //! power of two, in both `OnFull` policies, so wrap-around and padding come often.
 //!
 //! Invariants: every push gets the ID (position) the model predicts, or `Full` exactly
-//! when the record does not fit, or `TooLarge` exactly over `max_entry_size`; an
+//! when the record does not fit, or `TooLarge` exactly over `max_entry_size`; a batch
+//! pushes exactly what the same pushes one by one would, up to the first that does
+//! not fit, and nothing if one is too large; a batch pop returns exactly the model's
+//! oldest `max` entries; an
 //! overwriting push evicts exactly the oldest entries it must; pop returns the model's
 //! oldest entry with its payload and TTL; peek yields the model's contents in order;
 //! `len` and every counter match. TTLs are 1 s or 1 h: an input that runs long enough
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mmring::{Error, OnFull, Options, Ring};
+use mmring::{Batch, Error, OnFull, Options, Ring};
 use mmring_fuzz::*;
 
 #[derive(Arbitrary, Debug)]
@@ -45,8 +49,12 @@ enum Op {
     /// Payload length modulo `max_entry_size + 2` (so one past the maximum too).
     Push(u16),
     PushWithTtl(u16, Ttl),
+    /// Payload lengths as for `Push`, at most 8 of them used.
+    PushBatch(Vec<u16>),
     Pop,
     PopInto,
+    /// At most `max % 10` entries.
+    PopBatch(u8),
     Peek,
     Reopen,
     Stats,
@@ -156,6 +164,7 @@ fuzz_target!(|input: Input| {
     };
     let started = Instant::now();
     let mut buf = Vec::new();
+    let mut batch = Batch::new();
     for (seq, op) in input.ops.iter().enumerate() {
         // A 1 s entry could expire from here on, and the model does not follow time.
         if started.elapsed() > Duration::from_millis(800) {
@@ -182,6 +191,49 @@ fuzz_target!(|input: Input| {
                     (Ok(id), Some(want)) => assert_eq!(id, want),
                     (Err(Error::Full), None) => {}
                     (got, want) => panic!("push of {len} bytes: got {got:?}, model says {want:?}"),
+                }
+            }
+            Op::PushBatch(lens) => {
+                let lens: Vec<usize> = lens
+                    .iter()
+                    .take(8)
+                    .map(|l| usize::from(*l) % (max + 2))
+                    .collect();
+                let entries: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, len)| payload((seq * 8 + i) as u64, *len))
+                    .collect();
+                let got = ring.push_batch(&entries);
+                if let Some(&len) = lens.iter().find(|len| **len > max) {
+                    assert!(
+                        matches!(got, Err(Error::TooLarge { len: l, .. }) if l == len),
+                        "{got:?}"
+                    );
+                    continue;
+                }
+                // What the same pushes one by one do, up to the first that does not fit.
+                let mut want = 0;
+                for data in entries {
+                    if model.push(data, input.default_ttl.secs()).is_none() {
+                        break;
+                    }
+                    want += 1;
+                }
+                match got {
+                    Ok(n) => assert_eq!(n, want, "batch of {lens:?}"),
+                    Err(Error::Full) => assert_eq!(want, 0, "batch of {lens:?}"),
+                    Err(e) => panic!("batch of {lens:?}: {e}"),
+                }
+            }
+            Op::PopBatch(max_entries) => {
+                let max_entries = usize::from(*max_entries % 10);
+                let n = ring.pop_batch(&mut batch, max_entries).unwrap();
+                assert_eq!(n, batch.len());
+                assert_eq!(n, max_entries.min(model.entries.len()));
+                for (info, data) in &batch {
+                    let want = model.pop();
+                    check_entry(Some((info.id(), data, info.ttl())), want.as_ref());
                 }
             }
             Op::Pop => {
