@@ -246,6 +246,11 @@ pub(crate) fn claim_data_len(claim: u64) -> u32 {
     (claim & 0xffff_ffff) as u32
 }
 
+/// The writer's process ID carried by a claim word.
+pub(crate) fn claim_pid(claim: u64) -> u32 {
+    (claim >> 32) as u32
+}
+
 /// File offset of field `field` (`SUB_*_OFFSET`) of subscriber slot `slot`.
 pub(crate) fn sub_field_off(slot: usize, field: usize) -> usize {
     debug_assert!(slot < SUB_SLOT_COUNT && field < SUB_SLOT_LEN);

@@ -534,6 +534,9 @@ mod api {
             max: usize,
             timeout: Duration,
         ) -> Result<usize> {
+            if max == 0 {
+                return Ok(0);
+            }
             let deadline = Instant::now().checked_add(timeout);
             Ok(self
                 .raw

@@ -131,6 +131,12 @@ struct Stall {
     pos: AtomicU64,
     /// When `pos` was first seen stuck (monotonic ms).
     since: AtomicU64,
+    /// End + 1 of the last abandoned record this handle removed (0: none), and the
+    /// process ID in its claim word: a record claimed by the same process right behind
+    /// it is taken for the rest of a stalled batch and abandoned without waiting
+    /// another timeout (DESIGN: Batches).
+    chain_pos: AtomicU64,
+    chain_pid: AtomicU64,
 }
 
 impl<R: Region> RawRing<R> {
@@ -172,6 +178,8 @@ impl<R: Region> RawRing<R> {
             stall: CachePadded::new(Stall {
                 pos: AtomicU64::new(0),
                 since: AtomicU64::new(0),
+                chain_pos: AtomicU64::new(0),
+                chain_pid: AtomicU64::new(0),
             }),
         }
     }
@@ -372,8 +380,7 @@ impl<R: Region> RawRing<R> {
             };
             let run = &entries[done..done + n];
             if pad > 0 && !self.claim(pos - pad, STATE_PADDING, None) {
-                // The reader that skipped the padding counted one abandoned record.
-                self.give_back(pos, run, 1);
+                self.give_back(pos, run);
                 continue;
             }
             // Claim every record, write them all, then commit them in order: a
@@ -385,17 +392,34 @@ impl<R: Region> RawRing<R> {
             let mut claimed = 0;
             let mut at = pos;
             for data in run {
+                #[cfg(test)]
+                tests::run_hook("batch-before-claim");
                 let data_len = data.as_ref().len() as u32;
                 let claim_word = format::claim(data_len, self.pid);
                 if !self.claim_with_off(at, off(at), STATE_CLAIMED, Some(claim_word)) {
                     // A reader is skipping this record after the abandon timeout; the
-                    // ones after it are given back and pushed again with it, in order.
-                    // (The reader counted this one as abandoned.)
-                    self.give_back(at + format::record_len(data_len), &run[claimed + 1..], 0);
+                    // ones after it are given back, and all are pushed again in order.
+                    self.give_back(at + format::record_len(data_len), &run[claimed + 1..]);
                     break;
                 }
                 claimed += 1;
                 at += format::record_len(data_len);
+            }
+            // Statistics: the reservation counted one record; now every claimed record
+            // counts, plus one for the unclaimed rest a reader's skip will count as one
+            // (DESIGN: Counters).
+            let more = if claimed == n { n - 1 } else { claimed };
+            if more > 0 {
+                self.word(PUSHED_OFFSET)
+                    .fetch_add(more as u64, Ordering::Relaxed);
+            }
+            if claimed < n {
+                // A claim fails only once readers have passed every record before it
+                // (a skip stops at a claimed record), so those were abandoned: their
+                // commits would fail, and writing them could only land in space a
+                // later lap reuses. The whole run is pushed again.
+                self.abandon_claimed(pos, &run[..claimed]);
+                continue;
             }
             at = pos;
             for data in &run[..claimed] {
@@ -499,13 +523,10 @@ impl<R: Region> RawRing<R> {
     /// Marks the reserved, unclaimed records of `entries`, from `pos` on, abandoned,
     /// so that readers step over them by their lengths: the rest of a batch whose
     /// earlier record (or padding) a reader skipped after the abandon timeout. A
-    /// record that reader's skip has poisoned already is not ours to mark.
-    ///
-    /// Counting: the skipping reader counted one abandoned record for its whole walk,
-    /// which covers the poisoned records of ours; the records are counted here, all
-    /// but `counted` of them (the one the reader's count stands for when it skipped our
-    /// padding rather than one of these records), so the counters still add up.
-    fn give_back<T: AsRef<[u8]>>(&self, mut pos: u64, entries: &[T], counted: usize) {
+    /// record that reader's skip has poisoned already is not ours to mark. Nothing is
+    /// counted: `pushed` never counted these records, and the reader's skip counted
+    /// one abandoned record for the unclaimed run (DESIGN: Counters).
+    fn give_back<T: AsRef<[u8]>>(&self, mut pos: u64, entries: &[T]) {
         for data in entries {
             let data_len = data.as_ref().len() as u32;
             self.claim(
@@ -514,11 +535,6 @@ impl<R: Region> RawRing<R> {
                 Some(format::claim(data_len, self.pid)),
             );
             pos += format::record_len(data_len);
-        }
-        let uncounted = entries.len().saturating_sub(counted) as u64;
-        if uncounted > 0 {
-            self.word(ABANDONED_OFFSET)
-                .fetch_add(uncounted, Ordering::Relaxed);
         }
     }
 
@@ -728,9 +744,10 @@ impl<R: Region> RawRing<R> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    // Statistics only: no ordering is derived from counters.
-                    self.word(PUSHED_OFFSET)
-                        .fetch_add(count as u64, Ordering::Relaxed);
+                    // Statistics only: no ordering is derived from counters. One for
+                    // the reservation: a batch counts its other records as it claims
+                    // them (DESIGN: Counters).
+                    self.count(PUSHED_OFFSET);
                     #[cfg(feature = "crash-points")]
                     crate::crash::point("push-after-reserve");
                     return Ok((write + pad, pad, count));
@@ -1130,7 +1147,7 @@ impl<R: Region> RawRing<R> {
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
-                if !self.stalled(read) {
+                if !self.follows_abandoned(read, stamp) && !self.stalled(read) {
                     return Ok(Head::Stuck);
                 }
                 if format::stamp_state(stamp, read) == Some(STATE_CLAIMED) {
@@ -1156,6 +1173,31 @@ impl<R: Region> RawRing<R> {
                 Ok(Head::Moved)
             }
         }
+    }
+
+    /// Whether the head at `read`, whose stamp is `stamp`, is a record claimed by the
+    /// same process as the abandoned record this handle removed just before it: the
+    /// rest of a batch whose producer stalled or died after claiming it all. Such a
+    /// record is abandoned at once rather than after a timeout of its own, so that a
+    /// dead batch producer holds readers up for one timeout, not one per record. A
+    /// wrong guess (another thread of that process, alive) costs that thread a retry:
+    /// abandoning is always safe, its commit fails and it pushes again.
+    fn follows_abandoned(&self, read: u64, stamp: u64) -> bool {
+        format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
+            && self.stall.chain_pos.load(Ordering::Acquire) == read + 1
+            && self.claimed_pid(read) == Some(self.stall.chain_pid.load(Ordering::Relaxed))
+    }
+
+    /// The process ID in the claim word of the record at `pos`, if the word is inside
+    /// the region.
+    fn claimed_pid(&self, pos: u64) -> Option<u64> {
+        if !self.fits_in_lap(pos, (REC_CLAIM_OFFSET + 8) as u64) {
+            return None;
+        }
+        // SYNC(claim): callers Acquired a CLAIMED stamp.
+        Some(u64::from(format::claim_pid(
+            self.claim_at(pos).load(Ordering::Relaxed),
+        )))
     }
 
     /// Whether the head at `read` has been stuck for the abandon timeout, as seen by
@@ -1206,7 +1248,16 @@ impl<R: Region> RawRing<R> {
             && self.fits_in_lap(read, rec_len)
             && self.within_written(read + rec_len)
         {
-            self.advance_read(read, read + rec_len, false);
+            if self.advance_read(read, read + rec_len, false) {
+                let writer = format::claim_pid(self.claim_at(read).load(Ordering::Relaxed));
+                self.stall
+                    .chain_pid
+                    .store(u64::from(writer), Ordering::Relaxed);
+                // Release: a thread that sees the position also sees the writer.
+                self.stall
+                    .chain_pos
+                    .store(read + rec_len + 1, Ordering::Release);
+            }
             return Ok(Head::Moved);
         }
         self.skip_damaged(
@@ -2184,8 +2235,10 @@ mod tests {
         {
             let ring = ring.clone();
             at_point("batch-before-commit", move || {
-                readers_give_up(&ring, &mono, &["abandons record 0", "abandons record 1"]);
-                assert_eq!(ring.counters().abandoned, 2);
+                // After one timeout, the record and the two claimed by the same
+                // process right behind it (DESIGN: Batches).
+                readers_give_up(&ring, &mono, &["abandons the three records"]);
+                assert_eq!(ring.counters().abandoned, 3);
             });
         }
         batch_pushed_again(&ring, (6, 3, 3));
@@ -2209,7 +2262,8 @@ mod tests {
                 });
             });
         }
-        batch_pushed_again(&ring, (6, 3, 3));
+        // Counted: the first reservation 1 + its claimed record 1, then 3.
+        batch_pushed_again(&ring, (5, 3, 2));
     }
 
     /// The same before the padding a batch needs at the end of a lap: a reader skips
@@ -2230,11 +2284,50 @@ mod tests {
                 assert_eq!(ring.counters().abandoned, 1);
             });
         }
-        let ids = batch_pushed_again(&ring, (8, 5, 3));
+        // Counted: 2 fillers, 1 for the first reservation (the skip's one), then 3.
+        let ids = batch_pushed_again(&ring, (6, 5, 1));
         assert!(
             ids[0] > 4096,
             "pushed again after the skipped range: {ids:?}"
         );
+    }
+
+    /// A batch's producer stopped between two claims long enough for readers to
+    /// abandon its first record, skip the rest, and the ring to lap. Its second claim
+    /// fails, which proves the first record was abandoned: it must not write that
+    /// record, whose space now holds newer entries, and it pushes the batch again.
+    #[test]
+    fn batch_whose_claim_failed_writes_nothing_into_reused_space() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        let big = vec![0xaa_u8; 1000]; // record 0: [0, 1056); record 1: [1056, 1120)
+        {
+            let ring = ring.clone();
+            at_point("batch-before-claim", move || {
+                at_point("batch-before-claim", move || {
+                    readers_give_up(&ring, &mono, &["abandons record 0", "skips record 1"]);
+                    for len in [1432, 1432] {
+                        ring.push(&vec![1u8; len], 0).unwrap(); // to the end of the lap
+                        assert!(pop(&ring).is_some());
+                    }
+                    for i in 0..20u8 {
+                        ring.push(&[i; 8], 0).unwrap(); // offsets [0, 1280) of the next lap
+                    }
+                    assert!(ring.lapped(1056));
+                });
+            });
+        }
+        assert_eq!(ring.push_batch(&[&big[..], b"x"], 0).unwrap(), 2);
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        while ring.pop_into(&mut buf).expect("no damaged entry").is_some() {
+            got.push(buf.clone());
+        }
+        let mut want: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
+        want.extend([big, b"x".to_vec()]);
+        assert_eq!(got, want);
+        let c = ring.counters();
+        assert_eq!(c.pushed, c.popped + c.abandoned, "{c:?}");
     }
 
     /// Expired entries inside a batch are removed and counted but not returned, and

@@ -289,6 +289,25 @@ fn pop_batch_timeout_returns_zero_when_nothing_comes() {
 }
 
 #[test]
+fn pop_batch_timeout_of_no_entries_returns_at_once() {
+    let (_dir, ring) = ring(8192, OnFull::Reject);
+    ring.push(b"ready").unwrap();
+    let mut batch = Batch::new();
+    let started = Instant::now();
+    assert_eq!(
+        ring.pop_batch_timeout(&mut batch, 0, Duration::from_secs(5))
+            .unwrap(),
+        0
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ring.len(), 1, "nothing taken");
+}
+
+#[test]
 fn two_producers_two_consumers_in_batches_deliver_each_entry_once_in_order() {
     const PER_PRODUCER: u64 = 20_000;
     let (_dir, ring) = ring(64 << 10, OnFull::Reject);

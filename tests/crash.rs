@@ -22,6 +22,8 @@
 //!   dead reservation is counted as abandoned, except that a reader killed while
 //!   skipping one may leave it uncounted (at most one per killed reader).
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -30,6 +32,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::disable_core_dumps;
 use mmring::{OnFull, Options, Ring, Stats};
 
 /// The name of the test the children run.
@@ -195,20 +198,6 @@ fn child_entry() {
             other => panic!("unknown script operation {other}"),
         }
     }
-}
-
-/// An abort must not leave core files behind (or wait for a crash reporter).
-fn disable_core_dumps() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let current = getrlimit(Resource::Core);
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: current.maximum,
-        },
-    )
-    .expect("setrlimit(RLIMIT_CORE)");
 }
 
 fn child_var(name: &str) -> String {

@@ -205,11 +205,29 @@ MUTANTS = [
         "after a failed commit, the rest of the batch is still committed, out of order",
     ),
     Mutant(
-        "batch-give-back-uncounted",
+        "batch-claims-miscounted",
         "src/ring.rs",
-        """        let uncounted = entries.len().saturating_sub(counted) as u64;""",
-        """        let uncounted = 0 * entries.len().saturating_sub(counted) as u64;""",
-        "records a batch gives back are not counted: the counters no longer add up",
+        """            let more = if claimed == n { n - 1 } else { claimed };""",
+        """            let more = claimed;""",
+        "a full batch counts one record too many: the counters no longer add up",
+    ),
+    Mutant(
+        "batch-writes-after-failed-claim",
+        "src/ring.rs",
+        """            if claimed < n {
+                // A claim fails""",
+        """            if false && claimed < n {
+                // A claim fails""",
+        "after a failed claim, the records claimed before it are still written, into reused space",
+    ),
+    Mutant(
+        "no-abandon-chain",
+        "src/ring.rs",
+        """        format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
+            && self.stall.chain_pos""",
+        """        false
+            && self.stall.chain_pos""",
+        "a dead batch producer's records are abandoned one timeout at a time",
     ),
     Mutant(
         "batch-wraps",
@@ -228,7 +246,7 @@ SUITES = [
     ("corrupt_files", ["cargo", "test", "--all-features", "--test", "corrupt_files"], {}, 300),
     ("stress", ["cargo", "test", "--all-features", "--test", "stress"], {}, 300),
     ("persistence", ["cargo", "test", "--all-features", "--test", "persistence"], {}, 300),
-    ("crash", ["cargo", "test", "--all-features", "--test", "crash"], {}, 300),
+    ("crash", ["cargo", "test", "--all-features", "--test", "crash", "--test", "crash_batch"], {}, 300),
     ("kill_soak", ["cargo", "test", "--all-features", "--test", "kill_soak"], {}, 300),
     (
         "loom",

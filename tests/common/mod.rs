@@ -465,3 +465,19 @@ pub fn run_child(
     wait_all(&mut children, Deadline::after(limit));
     children[0].output()
 }
+
+// ---------------------------------------------------------------- crashes
+
+/// An abort must not leave core files behind (or wait for a crash reporter).
+pub fn disable_core_dumps() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let current = getrlimit(Resource::Core);
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: current.maximum,
+        },
+    )
+    .expect("setrlimit(RLIMIT_CORE)");
+}
