@@ -288,8 +288,10 @@ mod api {
         ///
         /// A full ring overwrites its oldest entries as for `push`, and an
         /// [`OnFull::Block`] ring waits for room until all are pushed, so both return
-        /// `entries.len()`. An [`OnFull::Reject`] ring pushes what fits: fewer than
-        /// all means the ring filled up (pushing the rest then says [`Error::Full`]).
+        /// `entries.len()` unless an error stops them after some entries were pushed
+        /// (pushing the rest then returns that error). An [`OnFull::Reject`] ring
+        /// pushes what fits: fewer than all means the ring filled up (pushing the
+        /// rest then says [`Error::Full`]).
         ///
         /// # Errors
         /// As [`push`](Ring::push), only when nothing was pushed; in particular

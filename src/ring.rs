@@ -2244,10 +2244,32 @@ mod tests {
         batch_pushed_again(&ring, (6, 3, 3));
     }
 
+    /// A reader abandons a batch's first record while its producer is still claiming
+    /// the others (so they are not abandoned with it): the first commit fails, and the
+    /// producer must abandon the records it claimed after it rather than commit them,
+    /// or they would be delivered ahead of the first entry's retry.
+    #[test]
+    fn batch_whose_first_record_was_abandoned_during_its_claims_keeps_its_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            // Armed at the first claim, run at the second: record 0 is claimed.
+            at_point("batch-before-claim", move || {
+                at_point("batch-before-claim", move || {
+                    readers_give_up(&ring, &mono, &["abandons record 0 only"]);
+                    assert_eq!(ring.counters().abandoned, 1);
+                });
+            });
+        }
+        batch_pushed_again(&ring, (6, 3, 3));
+    }
+
     /// A batch's producer stalled before claiming its second record, long enough for
     /// a reader to abandon the first and skip the unclaimed rest: the second claim
-    /// fails, the third record (poisoned by that skip) is given back, the first commit
-    /// fails, and the whole batch is pushed again in order.
+    /// fails, the third record (poisoned by that skip) is given back, the first record
+    /// (abandoned by the reader) is not written, and the whole batch is pushed again
+    /// in order.
     #[test]
     fn batch_whose_unclaimed_records_were_skipped_is_pushed_again_in_order() {
         let (ring, _, mono) = ring(4096, Policy::Reject);
