@@ -200,9 +200,12 @@ MUTANTS = [
     Mutant(
         "batch-commit-keeps-rest",
         "src/ring.rs",
-        """                    self.abandon_claimed(at, &run[i..claimed]);""",
-        """                    let _ = (i, claimed);""",
-        "after a failed commit, the rest of the batch is still committed, out of order",
+        """                    self.abandon_claimed(at, &run[i..claimed]);
+                    break;""",
+        """                    let _ = i;
+                    at += format::record_len(data.as_ref().len() as u32);
+                    continue;""",
+        "after a failed commit, the rest of the batch is still committed, ahead of the retried entry",
     ),
     Mutant(
         "batch-claims-miscounted",
