@@ -83,29 +83,18 @@ pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
 /// x86_64 and aarch64 a relaxed load or store is an ordinary `mov`/`ldr`.
 pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
     check_range(off, dst.len(), words.len() * 8);
-    let mut at = off;
-    let mut done = 0;
-    // A leading part of a word, when `off` is not aligned.
-    if at % 8 != 0 && !dst.is_empty() {
-        let word = words[at / 8].load(Ordering::Relaxed).to_le_bytes();
-        let from = at % 8;
-        let n = (8 - from).min(dst.len());
-        dst[..n].copy_from_slice(&word[from..from + n]);
-        done = n;
-        at += n;
+    let (head, whole) = split(off, dst.len());
+    let (head_bytes, rest) = dst.split_at_mut(head);
+    let (middle, tail) = rest.split_at_mut(whole * 8);
+    if !head_bytes.is_empty() {
+        load_part(&words[off / 8], off % 8, head_bytes);
     }
-    let whole = (dst.len() - done) / 8;
-    let src = &words[at / 8..at / 8 + whole];
-    for (chunk, word) in dst[done..done + whole * 8].chunks_exact_mut(8).zip(src) {
-        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    let first = (off + head) / 8;
+    for (bytes, word) in middle.chunks_exact_mut(8).zip(&words[first..first + whole]) {
+        bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
     }
-    done += whole * 8;
-    at += whole * 8;
-    // A trailing part of a word.
-    if done < dst.len() {
-        let word = words[at / 8].load(Ordering::Relaxed).to_le_bytes();
-        let n = dst.len() - done;
-        dst[done..].copy_from_slice(&word[..n]);
+    if !tail.is_empty() {
+        load_part(&words[first + whole], 0, tail);
     }
 }
 
@@ -115,31 +104,20 @@ pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
 /// and nobody else stores to them meanwhile.
 pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
     check_range(off, src.len(), words.len() * 8);
-    let merge = |cell: &AtomicU64, from: usize, bytes: &[u8]| {
-        let mut word = cell.load(Ordering::Relaxed).to_le_bytes();
-        word[from..from + bytes.len()].copy_from_slice(bytes);
-        cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
-    };
-    let mut at = off;
-    let mut done = 0;
-    if at % 8 != 0 && !src.is_empty() {
-        let from = at % 8;
-        let n = (8 - from).min(src.len());
-        merge(&words[at / 8], from, &src[..n]);
-        done = n;
-        at += n;
+    let (head, whole) = split(off, src.len());
+    let (head_bytes, rest) = src.split_at(head);
+    let (middle, tail) = rest.split_at(whole * 8);
+    if !head_bytes.is_empty() {
+        merge_part(&words[off / 8], off % 8, head_bytes);
     }
-    let whole = (src.len() - done) / 8;
-    let dst = &words[at / 8..at / 8 + whole];
-    for (chunk, word) in src[done..done + whole * 8].chunks_exact(8).zip(dst) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    let first = (off + head) / 8;
+    for (bytes, word) in middle.chunks_exact(8).zip(&words[first..first + whole]) {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(bytes);
+        word.store(u64::from_le_bytes(le), Ordering::Relaxed);
     }
-    done += whole * 8;
-    at += whole * 8;
-    if done < src.len() {
-        merge(&words[at / 8], 0, &src[done..]);
+    if !tail.is_empty() {
+        merge_part(&words[first + whole], 0, tail);
     }
 }
 
