@@ -1084,17 +1084,20 @@ impl<R: Region> RawRing<R> {
         RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)
     }
 
-    /// The data length in the claim word of the record at `pos`, if the word is
-    /// inside the region.
-    fn claimed_len(&self, pos: u64) -> Option<u32> {
+    /// The claim word (data length and writer's process ID) of the record at `pos`,
+    /// if the word is inside the region.
+    fn claim_word(&self, pos: u64) -> Option<u64> {
         if !self.fits_in_lap(pos, (REC_CLAIM_OFFSET + 8) as u64) {
             return None;
         }
         // SYNC(claim): callers Acquired a CLAIMED/COMMITTED/ABANDONED stamp, which
         // makes the claim word stored before the claim visible.
-        Some(format::claim_data_len(
-            self.claim_at(pos).load(Ordering::Relaxed),
-        ))
+        Some(self.claim_at(pos).load(Ordering::Relaxed))
+    }
+
+    /// The data length in the claim word of the record at `pos` (see `claim_word`).
+    fn claimed_len(&self, pos: u64) -> Option<u32> {
+        self.claim_word(pos).map(format::claim_data_len)
     }
 
     /// After a copy of the record at `read` failed validation: true if the record was
@@ -1185,19 +1188,10 @@ impl<R: Region> RawRing<R> {
     fn follows_abandoned(&self, read: u64, stamp: u64) -> bool {
         format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
             && self.stall.chain_pos.load(Ordering::Acquire) == read + 1
-            && self.claimed_pid(read) == Some(self.stall.chain_pid.load(Ordering::Relaxed))
-    }
-
-    /// The process ID in the claim word of the record at `pos`, if the word is inside
-    /// the region.
-    fn claimed_pid(&self, pos: u64) -> Option<u64> {
-        if !self.fits_in_lap(pos, (REC_CLAIM_OFFSET + 8) as u64) {
-            return None;
-        }
-        // SYNC(claim): callers Acquired a CLAIMED stamp.
-        Some(u64::from(format::claim_pid(
-            self.claim_at(pos).load(Ordering::Relaxed),
-        )))
+            && self
+                .claim_word(read)
+                .map(|word| u64::from(format::claim_pid(word)))
+                == Some(self.stall.chain_pid.load(Ordering::Relaxed))
     }
 
     /// Whether the head at `read` has been stuck for the abandon timeout, as seen by
@@ -1242,14 +1236,17 @@ impl<R: Region> RawRing<R> {
     /// Removes an `ABANDONED` head by the length in its claim word, or by a scan if
     /// that length is not plausible.
     fn skip_claimed(&self, read: u64, stamp: u64) -> Result<Head> {
-        let data_len = self.claimed_len(read).unwrap_or(u32::MAX);
+        let claim = self.claim_word(read);
+        let data_len = claim.map_or(u32::MAX, format::claim_data_len);
         let rec_len = format::record_len(data_len);
         if data_len <= self.max_data
             && self.fits_in_lap(read, rec_len)
             && self.within_written(read + rec_len)
         {
-            if self.advance_read(read, read + rec_len, false) {
-                let writer = format::claim_pid(self.claim_at(read).load(Ordering::Relaxed));
+            if self.advance_read(read, read + rec_len, false)
+                && let Some(claim) = claim
+            {
+                let writer = format::claim_pid(claim);
                 self.stall
                     .chain_pid
                     .store(u64::from(writer), Ordering::Relaxed);
