@@ -281,7 +281,7 @@ unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
     !unsafe { _mm_crc32_u32(state as u32, tail) }
 }
 
-/// CRC32C with one `crc32` instruction per 8 bytes, then one per remaining byte.
+/// CRC32C with one `crc32` instruction per 8 bytes, then at most three for the rest.
 ///
 /// # Safety
 /// The CPU must support SSE4.2.
@@ -290,7 +290,7 @@ unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
 // From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
 #[allow(unused_unsafe)]
 unsafe fn short_sse42(crc: u32, data: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64};
     let mut state = u64::from(!crc);
     let mut words = data.chunks_exact(8);
     for word in &mut words {
@@ -298,9 +298,21 @@ unsafe fn short_sse42(crc: u32, data: &[u8]) -> u32 {
         // SAFETY: SSE4.2 is enabled for this function; the caller checked the CPU.
         state = unsafe { _mm_crc32_u64(state, u64::from_le_bytes(word)) };
     }
-    // The instruction keeps the 32-bit state in the low half.
+    // The instruction keeps the 32-bit state in the low half. The last 0 to 7 bytes
+    // as at most one 4-byte, one 2-byte and one 1-byte step.
     let mut state = state as u32;
-    for &byte in words.remainder() {
+    let mut rest = words.remainder();
+    if let Some((four, more)) = rest.split_first_chunk::<4>() {
+        // SAFETY: as above.
+        state = unsafe { _mm_crc32_u32(state, u32::from_le_bytes(*four)) };
+        rest = more;
+    }
+    if let Some((two, more)) = rest.split_first_chunk::<2>() {
+        // SAFETY: as above.
+        state = unsafe { _mm_crc32_u16(state, u16::from_le_bytes(*two)) };
+        rest = more;
+    }
+    if let Some(&byte) = rest.first() {
         // SAFETY: as above.
         state = unsafe { _mm_crc32_u8(state, byte) };
     }

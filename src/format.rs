@@ -534,6 +534,7 @@ pub(crate) type RecordHeaderWords = [u64; REC_HEADER_WORDS];
 /// (given as words): everything in the header but the stamp and the checksum itself.
 /// Including the position binds the metadata to the place it was written, so a stale
 /// header from an earlier lap never validates.
+#[inline]
 fn meta_crc_words(pos: u64, w: &RecordHeaderWords) -> u32 {
     // Bytes 20..56 start in the high half of word 2: six words and a tail, so the
     // checksum is straight-line code.
@@ -602,6 +603,7 @@ impl RecordMeta {
     /// the record at `pos`, which is at `offset` (`pos % region_len`) in a region of
     /// `region_len` bytes. On failure returns the record-relative offset of the
     /// offending field and what is wrong with it.
+    #[inline]
     pub(crate) fn from_words(
         pos: u64,
         offset: usize,

@@ -33,15 +33,18 @@ unsafe impl Sync for MmapRegion {}
 unsafe impl Send for MmapRegion {}
 
 impl Region for MmapRegion {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     fn atomic(&self, off: usize) -> &AtomicU64 {
         region::check_word(off, self.len);
         &self.words()[off / 8]
     }
 
+    #[inline]
     fn atomics(&self, off: usize, n: usize) -> &[AtomicU64] {
         region::check_words(off, n, self.len);
         &self.words()[off / 8..off / 8 + n]
@@ -58,18 +61,22 @@ impl Region for MmapRegion {
         unsafe { AtomicU32::from_ptr(word) }
     }
 
+    #[inline]
     fn read(&self, off: usize, dst: &mut [u8]) {
         region::read_words(self.words(), off, dst);
     }
 
+    #[inline]
     fn write(&self, off: usize, src: &[u8]) {
         region::write_words(self.words(), off, src);
     }
 
+    #[inline]
     fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32 {
         region::read_words_crc(self.words(), off, dst)
     }
 
+    #[inline]
     fn write_crc(&self, off: usize, src: &[u8]) -> u32 {
         region::write_words_crc(self.words(), off, src)
     }
@@ -77,6 +84,7 @@ impl Region for MmapRegion {
 
 impl MmapRegion {
     /// The whole mapping as atomic words: the only way the ring touches it.
+    #[inline]
     fn words(&self) -> &[AtomicU64] {
         let first = self.map.as_mut_ptr().cast::<AtomicU64>();
         // The map is page-aligned and `len` bytes long, `len` a multiple of 8

@@ -41,6 +41,7 @@ pub(crate) trait Region: Send + Sync {
 }
 
 /// Panics unless `off..off + len` lies inside a region of `region_len` bytes.
+#[inline]
 pub(crate) fn check_range(off: usize, len: usize, region_len: usize) {
     assert!(
         off.checked_add(len).is_some_and(|end| end <= region_len),
@@ -59,6 +60,7 @@ pub(crate) fn check_word_u32(off: usize, region_len: usize) {
 }
 
 /// Panics unless `off` is an aligned word inside a region of `region_len` bytes.
+#[inline]
 pub(crate) fn check_word(off: usize, region_len: usize) {
     assert!(off % 8 == 0, "mmring bug: unaligned atomic at offset {off}");
     check_range(off, 8, region_len);
@@ -66,6 +68,7 @@ pub(crate) fn check_word(off: usize, region_len: usize) {
 
 /// Panics unless `n` words from `off` are aligned and inside a region of `region_len`
 /// bytes.
+#[inline]
 pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
     assert!(
         off % 8 == 0,
@@ -136,16 +139,26 @@ fn split(off: usize, len: usize) -> (usize, usize) {
 /// Copies the `dst.len()` bytes starting at byte `from` of the word `cell` (at most
 /// 8 - `from`) into `dst`.
 fn load_part(cell: &AtomicU64, from: usize, dst: &mut [u8]) {
-    let word = cell.load(Ordering::Relaxed).to_le_bytes();
-    dst.copy_from_slice(&word[from..from + dst.len()]);
+    debug_assert!(from + dst.len() <= 8);
+    // Byte by byte from the word rather than a slice copy of a variable length, which
+    // would be a call to `memcpy` for at most seven bytes.
+    let word = cell.load(Ordering::Relaxed) >> (8 * from);
+    for (i, byte) in dst.iter_mut().enumerate() {
+        *byte = (word >> (8 * i)) as u8;
+    }
 }
 
 /// Stores `bytes` at byte `from` of the word `cell`, keeping its other bytes (see
 /// [`write_words`] for why that is not a race).
 fn merge_part(cell: &AtomicU64, from: usize, bytes: &[u8]) {
-    let mut word = cell.load(Ordering::Relaxed).to_le_bytes();
-    word[from..from + bytes.len()].copy_from_slice(bytes);
-    cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
+    debug_assert!(from + bytes.len() <= 8);
+    // Byte by byte, as in `load_part`.
+    let mut word = cell.load(Ordering::Relaxed);
+    for (i, &byte) in bytes.iter().enumerate() {
+        let shift = 8 * (from + i);
+        word = (word & !(0xff << shift)) | u64::from(byte) << shift;
+    }
+    cell.store(word, Ordering::Relaxed);
 }
 
 /// Payloads shorter than this are copied, then checksummed: two tight loops over a

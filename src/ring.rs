@@ -492,13 +492,8 @@ impl<R: Region> RawRing<R> {
         let header = meta.to_words(pos, format::claim(data_len, self.pid));
         // The stamp word is published atomically by `commit`; the claim word is already
         // in place and equal, so only the rest is stored.
-        for (cell, word) in self
-            .region
-            .atomics(off, REC_HEADER_WORDS)
-            .iter()
-            .zip(header)
-            .skip(2)
-        {
+        let cells = self.region.atomics(off, REC_HEADER_WORDS);
+        for (cell, &word) in cells[2..].iter().zip(&header[2..]) {
             cell.store(word, Ordering::Relaxed);
         }
     }
@@ -1074,11 +1069,8 @@ impl<R: Region> RawRing<R> {
         }
         // Word by word: the header's fields are whole words or halves of words.
         let mut words: RecordHeaderWords = [0; REC_HEADER_WORDS];
-        for (word, cell) in words
-            .iter_mut()
-            .zip(self.region.atomics(off, REC_HEADER_WORDS))
-            .skip(1)
-        {
+        let cells = self.region.atomics(off, REC_HEADER_WORDS);
+        for (word, cell) in words[1..].iter_mut().zip(&cells[1..]) {
             *word = cell.load(Ordering::Relaxed);
         }
         RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)
