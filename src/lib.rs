@@ -61,6 +61,7 @@ mod error;
 mod format;
 #[cfg(test)]
 mod format_doc;
+mod process;
 mod region;
 mod ring;
 mod sub_table;

@@ -122,7 +122,8 @@ impl Options {
 
     /// How long a record may stay reserved but uncommitted (its producer stalled or
     /// died) before readers skip it; 2 s by default, at least 1 ms. A producer that
-    /// was merely slow and finds its record skipped pushes it again.
+    /// was merely slow and finds its record skipped pushes it again. A record claimed
+    /// by a process that no longer exists is skipped after about 10 ms instead.
     pub fn abandon_timeout(mut self, timeout: Duration) -> Options {
         self.abandon_timeout = timeout;
         self

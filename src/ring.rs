@@ -37,6 +37,13 @@ pub(crate) mod check;
 /// under a microsecond.
 const HEAD_SPINS: u32 = 64;
 
+/// How long a head claimed by another process must have been stuck, as seen by a
+/// handle, before the handle asks whether that process still exists, and how often it
+/// asks again while the head stays stuck (the process may die, or be reaped, later).
+/// A producer writes a record in microseconds; one stopped for this long is
+/// descheduled, stopped or dead.
+const PROBE_AFTER_MS: u64 = 10;
+
 /// Time as the ring needs it. Injected so loom models and tests control it.
 pub(crate) trait Clock: Send + Sync {
     /// Wall-clock milliseconds since the Unix epoch (entry write times, TTL).
@@ -137,6 +144,11 @@ struct Stall {
     /// another timeout (DESIGN: Batches).
     chain_pos: AtomicU64,
     chain_pid: AtomicU64,
+    /// Position + 1 of the stuck head whose writer this handle last asked the system
+    /// about (0: none), and how long it had been stuck then (ms): the question is
+    /// asked again every `PROBE_AFTER_MS` while the head stays stuck.
+    probed_pos: AtomicU64,
+    probed_at: AtomicU64,
 }
 
 impl<R: Region> RawRing<R> {
@@ -180,6 +192,8 @@ impl<R: Region> RawRing<R> {
                 since: AtomicU64::new(0),
                 chain_pos: AtomicU64::new(0),
                 chain_pid: AtomicU64::new(0),
+                probed_pos: AtomicU64::new(0),
+                probed_at: AtomicU64::new(0),
             }),
         }
     }
@@ -1142,8 +1156,13 @@ impl<R: Region> RawRing<R> {
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
-                if !self.follows_abandoned(read, stamp) && !self.stalled(read) {
-                    return Ok(Head::Stuck);
+                if !self.follows_abandoned(read, stamp) {
+                    let stuck_ms = self.stuck_ms(read);
+                    if stuck_ms < u64::from(self.params.abandon_ms)
+                        && !self.writer_gone(read, stamp, stuck_ms)
+                    {
+                        return Ok(Head::Stuck);
+                    }
                 }
                 if format::stamp_state(stamp, read) == Some(STATE_CLAIMED) {
                     // The CAS winner counts; a producer that commits first wins instead.
@@ -1189,16 +1208,47 @@ impl<R: Region> RawRing<R> {
     /// Whether the head at `read` has been stuck for the abandon timeout, as seen by
     /// this handle. The first sighting starts the clock.
     fn stalled(&self, read: u64) -> bool {
+        self.stuck_ms(read) >= u64::from(self.params.abandon_ms)
+    }
+
+    /// For how many milliseconds this handle has seen the head at `read` stuck; 0 at
+    /// the first sighting, which starts the clock.
+    fn stuck_ms(&self, read: u64) -> u64 {
         let now = self.clock.mono_ms();
         // Races between this handle's threads only restart the clock. Release/Acquire:
         // a thread that sees the new stall_pos also sees its stall_since.
         if self.stall.pos.load(Ordering::Acquire) != read + 1 {
             self.stall.since.store(now, Ordering::Relaxed);
             self.stall.pos.store(read + 1, Ordering::Release);
-            return false;
+            return 0;
         }
         now.saturating_sub(self.stall.since.load(Ordering::Relaxed))
-            >= u64::from(self.params.abandon_ms)
+    }
+
+    /// Whether the head at `read`, whose stamp is `stamp` and which this handle has
+    /// seen stuck for `stuck_ms`, is claimed by another process that no longer exists:
+    /// a producer killed between claim and commit. Such a record is abandoned without
+    /// waiting out the timeout. Asked from `PROBE_AFTER_MS` on, at most once per
+    /// `PROBE_AFTER_MS` per handle (a system call, never on the hot path); a wrong
+    /// "gone" costs a live producer one retry, as in `follows_abandoned`.
+    fn writer_gone(&self, read: u64, stamp: u64, stuck_ms: u64) -> bool {
+        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {
+            return false;
+        }
+        // Races between this handle's threads only add or save a question.
+        if self.stall.probed_pos.load(Ordering::Relaxed) == read + 1
+            && stuck_ms
+                < (self.stall.probed_at.load(Ordering::Relaxed)).saturating_add(PROBE_AFTER_MS)
+        {
+            return false;
+        }
+        self.stall.probed_at.store(stuck_ms, Ordering::Relaxed);
+        self.stall.probed_pos.store(read + 1, Ordering::Relaxed);
+        // SYNC(claim): the caller Acquired the CLAIMED stamp, so the claim word is the
+        // claimant's.
+        self.claim_word(read)
+            .map(format::claim_pid)
+            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))
     }
 
     /// Whether a `PADDING` stamp at `read` can be real. Padding is only written in
@@ -1751,6 +1801,74 @@ mod tests {
         assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
         assert_eq!(ring.counters().abandoned, 1);
         assert_eq!(ring.len(), 0);
+    }
+
+    /// The ID of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// A record claimed by process `writer`, which then stopped, and an entry behind
+    /// it.
+    fn claimed_by(writer: u32) -> (RawRing<HeapRegion>, Arc<StdU64>, u64) {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let pos = ring.reserve_and_claim_only(10).unwrap();
+        ring.claim_at(pos)
+            .store(format::claim(10, writer), Ordering::Relaxed);
+        let after = ring.push(b"after", 0).unwrap();
+        (ring, mono, after)
+    }
+
+    #[test]
+    fn claim_of_a_process_that_is_gone_is_abandoned_without_the_timeout() {
+        let (ring, mono, after) = claimed_by(dead_pid());
+        assert_eq!(pop(&ring), None, "first sighting: the head just got stuck");
+        mono.store(PROBE_AFTER_MS - 1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), None, "too early to ask about the writer");
+        mono.store(PROBE_AFTER_MS, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        assert_eq!(ring.counters().abandoned, 1);
+        assert_eq!(ring.len(), 0);
+    }
+
+    #[test]
+    fn claim_of_a_live_process_waits_for_the_timeout() {
+        // This test process: alive, and not the ring handle's own ID (1).
+        let (ring, mono, after) = claimed_by(std::process::id());
+        assert_eq!(pop(&ring), None);
+        for ms in [PROBE_AFTER_MS, 50, 99] {
+            mono.store(ms, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(pop(&ring), None, "at {ms} ms the writer may still commit");
+        }
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        assert_eq!(ring.counters().abandoned, 1);
+    }
+
+    #[test]
+    fn writer_that_dies_while_its_head_is_watched_is_noticed_at_the_next_question() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let (ring, mono, after) = claimed_by(child.id());
+        assert_eq!(pop(&ring), None);
+        mono.store(PROBE_AFTER_MS, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            pop(&ring),
+            None,
+            "the writer is alive when first asked about"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        mono.store(2 * PROBE_AFTER_MS - 1, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), None, "not asked again this soon");
+        mono.store(2 * PROBE_AFTER_MS, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        assert_eq!(ring.counters().abandoned, 1);
     }
 
     #[test]

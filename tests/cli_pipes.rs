@@ -495,10 +495,14 @@ fn pop_gets_past_a_dead_producers_record_after_the_abandon_timeout() {
         .args(["in flight", "queued"])
         .assert()
         .success();
-    // The first record as its producer left it when it died: claimed, not committed
-    // (the stamp at the start of the region holds position 0 and state CLAIMED, 1).
+    // The first record as its producer left it when it stopped: claimed, not
+    // committed (the stamp at the start of the region holds position 0 and state
+    // CLAIMED, 1), by a process that still exists (this one: the claim word holds the
+    // data size and the process ID), so only the timeout frees it.
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    let claim = 9 | u64::from(std::process::id()) << 32;
+    file.write_all_at(&claim.to_le_bytes(), 4096 + 8).unwrap();
     let started = Instant::now();
     mmring()
         .arg("pop")

@@ -1,8 +1,9 @@
 //! A producer killed inside `push_batch` (`crash-points` feature): after it died
 //! with its whole batch claimed, readers get past the batch within about one abandon
 //! timeout, not one per record; after it died between reserving and claiming, the
-//! counters still add up (`pushed = popped + evicted + expired + corrupt + abandoned
-//! + len`) and `len` is exact.
+//! counters still add up (`pushed = popped + evicted + expired + corrupt +
+//! abandoned + len`) and `len` is exact. Readers that ask find the producer's process
+//! gone and get past its records long before a long abandon timeout.
 
 mod common;
 
@@ -34,12 +35,17 @@ fn child_pushes_a_batch_and_aborts() {
 
 /// A ring whose batch producer was killed at `point`.
 fn kill_batch_producer(point: &str) -> (tempfile::TempDir, Ring) {
+    kill_batch_producer_with(point, ABANDON)
+}
+
+/// `kill_batch_producer` on a ring with the abandon timeout `abandon`.
+fn kill_batch_producer_with(point: &str, abandon: Duration) -> (tempfile::TempDir, Ring) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r");
     Options::new()
         .size(1 << 16)
         .on_full(OnFull::Reject)
-        .abandon_timeout(ABANDON)
+        .abandon_timeout(abandon)
         .create(&path)
         .unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
@@ -103,4 +109,20 @@ fn batch_producer_killed_after_reserving_keeps_the_counters_adding_up() {
         s.popped + s.evicted + s.expired + s.corrupt + s.abandoned + s.len,
         "{s:?}"
     );
+}
+
+#[test]
+fn records_of_a_killed_producer_are_abandoned_long_before_a_long_timeout() {
+    // The child was reaped by the time the ring is reopened, so a reader that finds
+    // its claimed records stuck learns that their writer is gone.
+    let long = Duration::from_secs(60);
+    let (_dir, ring) = kill_batch_producer_with("push-before-commit", long);
+    ring.push(b"after").unwrap();
+    let took = time_to(&ring, b"after");
+    assert!(
+        took < Duration::from_secs(5),
+        "a fresh handle was held up for {took:?} by a dead producer (timeout {long:?})"
+    );
+    let s = ring.stats();
+    assert_eq!((s.abandoned, s.popped, s.len), (N as u64, 1, 0), "{s:?}");
 }
