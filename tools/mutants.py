@@ -239,6 +239,20 @@ MUTANTS = [
         """            let limit = room;""",
         "a batch reservation runs past the end of the lap (records would straddle it)",
     ),
+    Mutant(
+        "writer-gone-always",
+        "src/ring.rs",
+        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))""",
+        """            .is_some_and(|pid| pid != self.pid)""",
+        "a live producer's record is abandoned after 10 ms instead of the abandon timeout",
+    ),
+    Mutant(
+        "writer-gone-never",
+        "src/ring.rs",
+        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))""",
+        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid) && false)""",
+        "a dead producer's record waits out the whole abandon timeout",
+    ),
 ]
 
 # Suites, cheapest and most specific first. Each is (label, command, env, timeout s).
