@@ -176,8 +176,9 @@ MUTANTS = [
         "abandon-immediately",
         "src/ring.rs",
         """        now.saturating_sub(self.stall.since.load(Ordering::Relaxed))
-            >= u64::from(self.params.abandon_ms)""",
-        """        true""",
+    }""",
+        """        u64::MAX
+    }""",
         "a head being written is abandoned without waiting for the timeout",
     ),
     Mutant(
