@@ -1015,6 +1015,7 @@ impl<R: Region> RawRing<R> {
     /// The record at `pos` (file offset `off`), behind a record a batch takes, if it
     /// is committed, its header is valid and it ends within the written part; else
     /// the batch ends before it and the next pop deals with it.
+    #[inline(always)]
     fn committed_at(&self, pos: u64, off: usize) -> Option<Ready> {
         debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
