@@ -81,6 +81,14 @@ pub fn scenarios() -> Vec<Scenario> {
                     name: "memcpy (one thread)",
                     run: Box::new(|c| memcpy::<65536>(c.count(40_000))),
                 },
+                Contender {
+                    name: "word-wise atomic copy (one thread)",
+                    run: Box::new(|c| atomic_copy::<65536>(c.count(40_000))),
+                },
+                Contender {
+                    name: "CRC32C, crc32c crate (one thread)",
+                    run: Box::new(|c| checksum::<65536>(c.count(40_000))),
+                },
             ],
         },
         Scenario {
@@ -489,6 +497,37 @@ fn memcpy<const N: usize>(n: usize) -> Sample {
         dst.copy_from_slice(std::hint::black_box(&src));
         dst[i % N] ^= 1;
         std::hint::black_box(&mut *dst);
+    }
+    timer.per_entry(n)
+}
+
+/// The copy a push makes, alone: `N` bytes stored into shared memory one relaxed
+/// atomic word at a time (mmring copies so because a lapped reader may race with the
+/// writer; see docs/DESIGN.md). With [`checksum`], the two halves of the work each
+/// side of the ring does per entry, each on one thread.
+fn atomic_copy<const N: usize>(n: usize) -> Sample {
+    use std::sync::atomic::AtomicU64;
+    let src = vec![7u8; N];
+    let dst: Vec<AtomicU64> = (0..N / 8).map(|_| AtomicU64::new(0)).collect();
+    let timer = Timer::start();
+    for _ in 0..n {
+        let src = std::hint::black_box(&src);
+        for (bytes, word) in src.chunks_exact(8).zip(&dst) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(bytes);
+            word.store(u64::from_le_bytes(le), Ordering::Relaxed);
+        }
+        std::hint::black_box(&dst);
+    }
+    timer.per_entry(n)
+}
+
+/// The checksum each side computes, alone: CRC32C of `N` bytes in cache.
+fn checksum<const N: usize>(n: usize) -> Sample {
+    let src = vec![7u8; N];
+    let timer = Timer::start();
+    for i in 0..n {
+        std::hint::black_box(crc32c::crc32c(std::hint::black_box(&src)) ^ i as u32);
     }
     timer.per_entry(n)
 }
