@@ -89,7 +89,7 @@ fn checker(region: MmapRegion, header: &Header) -> RawRing<MmapRegion> {
     RawRing::unvalidated(
         region,
         params,
-        std::process::id(),
+        crate::process::own_writer(),
         Box::new(SystemClock),
         Box::new(crate::wait::SystemFutex),
     )

@@ -171,11 +171,14 @@ pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
     (stamp & !STATE_MASK, name)
 }
 
-/// The payload length and writer's process ID carried by a record's claim word.
-pub fn decode_claim(claim: u64) -> (u32, u32) {
+/// The payload length, the writer's process ID and the tag of the writer's PID
+/// namespace (0: none) carried by a record's claim word.
+pub fn decode_claim(claim: u64) -> (u32, u32, u32) {
+    let writer = crate::format::claim_pid(claim);
     (
         crate::format::claim_data_len(claim),
-        u32::try_from(claim >> 32).unwrap_or(u32::MAX),
+        writer & ((1 << 22) - 1),
+        writer >> 22,
     )
 }
 
@@ -207,7 +210,8 @@ mod tests {
         assert_eq!(record_field(30).unwrap().value(&bytes), Some(0x0102_0304));
         assert_eq!(header_field(0).unwrap().value(&bytes), None);
         assert_eq!(record_field(48).unwrap().value(&bytes[..50]), None);
-        assert_eq!(decode_claim(7 << 32 | 100), (100, 7));
+        assert_eq!(decode_claim(7 << 32 | 100), (100, 7, 0));
+        assert_eq!(decode_claim((5 << 22 | 7) << 32 | 100), (100, 7, 5));
         assert_eq!(decode_stamp(8 | 7), (8, "none"));
     }
 }

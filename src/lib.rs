@@ -118,7 +118,11 @@ mod api {
     use std::time::Instant;
 
     /// A handle on a ring file. `Send + Sync`: share one handle between threads (by
-    /// reference or `Arc`); each process opens its own.
+    /// reference or `Arc`); each process opens its own. A child created by `fork`
+    /// must open the ring again rather than use its parent's handle: a handle names
+    /// the process that opened it in the records it writes, and readers that find a
+    /// named process gone abandon its unfinished records early (docs/DESIGN.md,
+    /// "Stalls and abandonment").
     ///
     /// # Shared memory
     /// The file is mapped shared and read-write. mmring validates the header when it
@@ -153,7 +157,7 @@ mod api {
             let raw = RawRing::new(
                 region,
                 params,
-                std::process::id(),
+                crate::process::own_writer(),
                 Box::new(SystemClock),
                 Box::new(SystemFutex),
             )?;

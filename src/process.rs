@@ -1,57 +1,133 @@
-//! Whether the process that claimed a record still exists. A reader that finds the
-//! head of the ring claimed by a process that is gone abandons the record without
-//! waiting out the abandon timeout (DESIGN: Stalls and abandonment), so a consumer
-//! that starts after a producer was killed, or a producer making room, is not held up
-//! for the whole timeout.
+//! Who wrote a record, and whether that process still exists.
+//!
+//! A producer's claim word names it (FORMAT.md): its process ID in the low 22 bits of
+//! the word's high half, and in the top 10 bits a tag of its PID namespace. A reader
+//! that finds the head of the ring claimed and stuck asks whether the writer's
+//! process still exists; if the writer is in the reader's own PID namespace and the
+//! answer is "no such process", the record is abandoned without waiting out the
+//! abandon timeout (DESIGN: Stalls and abandonment), so a consumer that starts after a
+//! producer was killed, or a producer making room, is not held up for the timeout. A
+//! process ID from another PID namespace (containers sharing a ring) means nothing
+//! here, so such records always wait for the timeout.
+
+/// Bits of the writer field that hold the process ID: Linux hands out IDs below
+/// 2^22 (`PID_MAX_LIMIT`).
+const PID_BITS: u32 = 22;
+const PID_MASK: u32 = (1 << PID_BITS) - 1;
+
+/// This process's writer field: its ID and its PID namespace's tag. Read once per
+/// handle, when the ring is opened; a child created by `fork` must open the ring
+/// again (the documentation of `Ring` says so).
+pub(crate) fn own_writer() -> u32 {
+    let pid = std::process::id();
+    if pid > PID_MASK {
+        return pid & PID_MASK; // cannot happen on Linux; tag 0: never probed
+    }
+    pid | namespace_tag() << PID_BITS
+}
+
+/// A tag of this process's PID namespace, 1 to 1023, from the inode number in
+/// `/proc/self/ns/pid`; 0 if it can't be read (then no record is ever found "gone").
+/// Two namespaces share a tag with odds of 1 in 1023.
+#[cfg(not(loom))]
+fn namespace_tag() -> u32 {
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        let Ok(link) = std::fs::read_link("/proc/self/ns/pid") else {
+            return 0;
+        };
+        // "pid:[4026531836]"
+        let inode = link
+            .to_str()
+            .and_then(|s| s.strip_prefix("pid:[")?.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        inode.map_or(0, |inode| 1 + (inode % 1023) as u32)
+    })
+}
+
+/// Under loom no process is ever asked about.
+#[cfg(loom)]
+fn namespace_tag() -> u32 {
+    0
+}
+
+/// Whether the writer field `writer` of a stuck claimed record names a process that
+/// is certainly gone: not this process (`own`), tagged with this process's PID
+/// namespace, and `kill(pid, 0)` says there is no such process. Any doubt (another
+/// or an unknown namespace, a process of another user, a zombie not yet reaped)
+/// answers no, and the record waits for the abandon timeout.
+pub(crate) fn writer_gone(writer: u32, own: u32) -> bool {
+    let tag = writer >> PID_BITS;
+    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)
+}
 
 /// Whether a process with ID `pid` may exist, as this process sees it. Only a
 /// definite "no such process" from `kill(pid, 0)` (which sends no signal) answers
-/// no; a process of another user (`EPERM`), a zombie not yet reaped, and an ID that is
-/// not a process ID (0, or too large: `kill` would read it as a process group) answer
-/// yes, and then the record waits for the abandon timeout as before.
-///
-/// A wrong "no" is possible: a producer in another PID namespace records an ID that
-/// means nothing, or another process, here. It costs that producer one retry, because
-/// abandoning a live producer's record is always safe: its commit fails and it pushes
-/// the entry again.
+/// no; 0 (which `kill` reads as the process group) answers yes.
 #[cfg(not(loom))]
-pub(crate) fn may_exist(pid: u32) -> bool {
+fn may_exist(pid: u32) -> bool {
     use rustix::io::Errno;
     use rustix::process::{Pid, test_kill_process};
-    // An ID above i32::MAX fails the conversion, so `from_raw` sees 0 (None) or a
-    // positive ID.
+    // Callers pass at most PID_MASK, so the conversion holds and `from_raw` sees 0
+    // (None) or a positive ID.
     let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return true;
     };
     test_kill_process(pid) != Err(Errno::SRCH)
 }
 
-/// Under loom every writer is a live thread of this process.
 #[cfg(loom)]
-pub(crate) fn may_exist(_pid: u32) -> bool {
+fn may_exist(_pid: u32) -> bool {
     true
+}
+
+/// The writer field of a record claimed by process `pid` of this process's PID
+/// namespace (tests).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn writer_here(pid: u32) -> u32 {
+    pid | namespace_tag() << PID_BITS
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
-    #[test]
-    fn this_process_exists_and_a_reaped_child_does_not() {
-        assert!(may_exist(std::process::id()));
+    /// The ID of a process that has exited and been reaped. The kernel hands IDs out
+    /// in increasing order, so it is not reused this soon.
+    pub(crate) fn dead_pid() -> u32 {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        // Reaped, so its ID is free; the kernel hands IDs out in increasing order, so
-        // it is not reused this soon.
-        assert!(!may_exist(pid), "process {pid} was reaped");
+        pid
     }
 
     #[test]
-    fn ids_that_are_not_process_ids_count_as_existing() {
-        // 0 and IDs above i32::MAX would name process groups for kill(2).
-        for pid in [0, u32::MAX, 1 << 31] {
-            assert!(may_exist(pid), "{pid}");
-        }
+    fn this_process_exists_and_a_reaped_child_does_not() {
+        assert!(may_exist(std::process::id()));
+        assert!(!may_exist(dead_pid()));
+        assert!(may_exist(0), "0 is not a process ID");
+    }
+
+    #[test]
+    fn own_writer_field_carries_this_process_and_its_namespace() {
+        let own = own_writer();
+        assert_eq!(own & PID_MASK, std::process::id());
+        assert_ne!(own >> PID_BITS, 0, "/proc/self/ns/pid is readable here");
+        assert_eq!(own, writer_here(std::process::id()));
+    }
+
+    #[test]
+    fn only_a_dead_writer_of_this_namespace_is_gone() {
+        let own = own_writer();
+        let dead = dead_pid();
+        assert!(writer_gone(writer_here(dead), own));
+        assert!(
+            !writer_gone(writer_here(std::process::id()), 12345),
+            "alive"
+        );
+        assert!(!writer_gone(own, own), "this process");
+        assert!(!writer_gone(dead, own), "no namespace tag (older writers)");
+        let other_tag = (namespace_tag() % 1023 + 1) << PID_BITS;
+        assert!(!writer_gone(dead | other_tag, own), "another namespace");
     }
 }

@@ -1227,11 +1227,11 @@ impl<R: Region> RawRing<R> {
     }
 
     /// Whether the head at `read`, whose stamp is `stamp` and which this handle has
-    /// seen stuck for `stuck_ms`, is claimed by another process that no longer exists:
-    /// a producer killed between claim and commit. Such a record is abandoned without
-    /// waiting out the timeout. Asked from `PROBE_AFTER_MS` on, at most once per
-    /// `PROBE_AFTER_MS` per handle (a system call, never on the hot path); a wrong
-    /// "gone" costs a live producer one retry, as in `follows_abandoned`.
+    /// seen stuck for `stuck_ms`, is claimed by a process of this PID namespace that no
+    /// longer exists: a producer killed between claim and commit. Such a record is
+    /// abandoned without waiting out the timeout. Asked from `PROBE_AFTER_MS` on, at
+    /// most once per `PROBE_AFTER_MS` per handle (a system call, never on the hot
+    /// path). See `process::writer_gone` for when the answer is trusted.
     fn writer_gone(&self, read: u64, stamp: u64, stuck_ms: u64) -> bool {
         if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {
             return false;
@@ -1249,7 +1249,7 @@ impl<R: Region> RawRing<R> {
         // claimant's.
         self.claim_word(read)
             .map(format::claim_pid)
-            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))
+            .is_some_and(|writer| crate::process::writer_gone(writer, self.pid))
     }
 
     /// Whether a `PADDING` stamp at `read` can be real. Padding is only written in
@@ -1804,12 +1804,13 @@ mod tests {
         assert_eq!(ring.len(), 0);
     }
 
-    /// The ID of a process that has exited and been reaped.
-    fn dead_pid() -> u32 {
+    /// The writer field of a process of this namespace that has exited and been
+    /// reaped.
+    fn dead_writer() -> u32 {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        pid
+        crate::process::writer_here(pid)
     }
 
     /// A record claimed by process `writer`, which then stopped, and an entry behind
@@ -1825,7 +1826,7 @@ mod tests {
 
     #[test]
     fn claim_of_a_process_that_is_gone_is_abandoned_without_the_timeout() {
-        let (ring, mono, after) = claimed_by(dead_pid());
+        let (ring, mono, after) = claimed_by(dead_writer());
         assert_eq!(pop(&ring), None, "first sighting: the head just got stuck");
         mono.store(PROBE_AFTER_MS - 1, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(pop(&ring), None, "too early to ask about the writer");
@@ -1838,7 +1839,7 @@ mod tests {
     #[test]
     fn claim_of_a_live_process_waits_for_the_timeout() {
         // This test process: alive, and not the ring handle's own ID (1).
-        let (ring, mono, after) = claimed_by(std::process::id());
+        let (ring, mono, after) = claimed_by(crate::process::writer_here(std::process::id()));
         assert_eq!(pop(&ring), None);
         for ms in [PROBE_AFTER_MS, 50, 99] {
             mono.store(ms, std::sync::atomic::Ordering::Relaxed);
@@ -1855,7 +1856,7 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let (ring, mono, after) = claimed_by(child.id());
+        let (ring, mono, after) = claimed_by(crate::process::writer_here(child.id()));
         assert_eq!(pop(&ring), None);
         mono.store(PROBE_AFTER_MS, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
@@ -1870,6 +1871,36 @@ mod tests {
         mono.store(2 * PROBE_AFTER_MS, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
         assert_eq!(ring.counters().abandoned, 1);
+    }
+
+    #[test]
+    fn stale_head_whose_old_claim_word_names_a_dead_process_waits_for_the_timeout() {
+        // Reserved, not claimed yet: the claim word is a dead writer's from an earlier
+        // lap, which says nothing about the producer that holds the reservation now.
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (pos, _) = ring.reserve(format::record_len(10)).unwrap();
+        ring.claim_at(pos)
+            .store(format::claim(10, dead_writer()), Ordering::Relaxed);
+        let after = ring.push(b"after", 0).unwrap();
+        assert_eq!(pop(&ring), None);
+        for ms in [PROBE_AFTER_MS, 50, 99] {
+            mono.store(ms, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(pop(&ring), None, "at {ms} ms");
+        }
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+    }
+
+    #[test]
+    fn claim_of_a_dead_process_of_another_namespace_waits_for_the_timeout() {
+        // The same dead ID, but without this namespace's tag: as written by a producer
+        // in another container, whose IDs mean nothing here.
+        let (ring, mono, after) = claimed_by(dead_writer() & ((1 << 22) - 1));
+        assert_eq!(pop(&ring), None);
+        mono.store(50, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), None, "not known to be gone");
+        mono.store(100, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
     }
 
     #[test]

@@ -467,9 +467,10 @@ fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
 /// exiting 0 however long ago the producer died, with entries queued behind it (verify
 /// said readers skip it after the abandon timeout). `pop` now gives such a head the
 /// abandon timeout before it reports the ring empty; an empty ring still returns at
-/// once.
+/// once. (A producer whose process is gone is now found out sooner: see the next
+/// test; this one's claim names a live process.)
 #[test]
-fn pop_gets_past_a_dead_producers_record_after_the_abandon_timeout() {
+fn pop_gets_past_a_stuck_producers_record_after_the_abandon_timeout() {
     use std::os::unix::fs::FileExt;
     let (_dir, path) = scratch();
     mmring()
@@ -511,4 +512,41 @@ fn pop_gets_past_a_dead_producers_record_after_the_abandon_timeout() {
         .success()
         .stdout("queued\n");
     assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+/// A record left claimed by a producer whose process is gone (the `mmring push` that
+/// wrote it has exited) is abandoned as soon as `pop` finds that out, long before a
+/// long abandon timeout.
+#[test]
+fn pop_gets_past_a_record_whose_producer_is_gone_without_the_timeout() {
+    use std::os::unix::fs::FileExt;
+    let (_dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "64KiB", "--abandon-timeout", "60s"])
+        .assert()
+        .success();
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .args(["in flight", "queued"])
+        .assert()
+        .success();
+    // Back to CLAIMED, as if the push had died before committing; its claim word
+    // names that push's process, which has exited and been reaped.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    let started = Instant::now();
+    mmring()
+        .arg("pop")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout("queued\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?} with a 60 s abandon timeout",
+        started.elapsed()
+    );
 }

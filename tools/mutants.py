@@ -242,17 +242,31 @@ MUTANTS = [
     ),
     Mutant(
         "writer-gone-always",
-        "src/ring.rs",
-        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))""",
-        """            .is_some_and(|pid| pid != self.pid)""",
+        "src/process.rs",
+        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
+        """    writer != own && tag != 0 && tag == namespace_tag()""",
         "a live producer's record is abandoned after 10 ms instead of the abandon timeout",
     ),
     Mutant(
         "writer-gone-never",
-        "src/ring.rs",
-        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid))""",
-        """            .is_some_and(|pid| pid != self.pid && !crate::process::may_exist(pid) && false)""",
+        "src/process.rs",
+        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
+        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK) && false""",
         "a dead producer's record waits out the whole abandon timeout",
+    ),
+    Mutant(
+        "writer-gone-any-namespace",
+        "src/process.rs",
+        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
+        """    writer != own && !may_exist(writer & PID_MASK)""",
+        "a process ID from another PID namespace is taken for one of this namespace",
+    ),
+    Mutant(
+        "writer-gone-stale-head",
+        "src/ring.rs",
+        """        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {""",
+        """        if stuck_ms < PROBE_AFTER_MS {""",
+        "an unclaimed head is judged by the writer an earlier lap left in its claim word",
     ),
 ]
 
