@@ -461,6 +461,31 @@ fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
     }
 }
 
+/// A ring with the abandon timeout `abandon` holding the entries "in flight" and
+/// "queued", whose first record is put back to how its producer left it if it stopped
+/// or died before committing: claimed, not committed (the stamp at the start of the
+/// region holds position 0 and state CLAIMED, 1). Its claim word names the `mmring
+/// push` process that wrote it, which has exited.
+fn ring_with_a_stuck_head(abandon: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::FileExt;
+    let (dir, path) = scratch();
+    mmring()
+        .arg("create")
+        .arg(&path)
+        .args(["--size", "64KiB", "--abandon-timeout", abandon])
+        .assert()
+        .success();
+    mmring()
+        .arg("push")
+        .arg(&path)
+        .args(["in flight", "queued"])
+        .assert()
+        .success();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    (dir, path)
+}
+
 /// Regression: a producer that died between claiming its record and committing it
 /// blocked `mmring pop` for good. Each reader times a stuck head from when it first
 /// sees it, and a one-shot `pop` gave up within microseconds, printing nothing and
@@ -468,21 +493,21 @@ fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
 /// said readers skip it after the abandon timeout). `pop` now gives such a head the
 /// abandon timeout before it reports the ring empty; an empty ring still returns at
 /// once. (A producer whose process is gone is now found out sooner: see the next
-/// test; this one's claim names a live process.)
+/// test; here the claim names a live process.)
 #[test]
 fn pop_gets_past_a_stuck_producers_record_after_the_abandon_timeout() {
     use std::os::unix::fs::FileExt;
-    let (_dir, path) = scratch();
+    let (_empty_dir, empty) = scratch();
     mmring()
         .arg("create")
-        .arg(&path)
+        .arg(&empty)
         .args(["--size", "64KiB", "--abandon-timeout", "200ms"])
         .assert()
         .success();
     let started = Instant::now();
     mmring()
-        .args(["pop"])
-        .arg(&path)
+        .arg("pop")
+        .arg(&empty)
         .assert()
         .success()
         .stdout("");
@@ -490,18 +515,10 @@ fn pop_gets_past_a_stuck_producers_record_after_the_abandon_timeout() {
         started.elapsed() < Duration::from_millis(200),
         "waited on an empty ring"
     );
-    mmring()
-        .arg("push")
-        .arg(&path)
-        .args(["in flight", "queued"])
-        .assert()
-        .success();
-    // The first record as its producer left it when it stopped: claimed, not
-    // committed (the stamp at the start of the region holds position 0 and state
-    // CLAIMED, 1), by a process that still exists (this one: the claim word holds the
-    // data size and the process ID), so only the timeout frees it.
+    let (_dir, path) = ring_with_a_stuck_head("200ms");
+    // The claim word holds the data size and the process ID: this process, alive, so
+    // only the timeout frees the record.
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
     let claim = 9 | u64::from(std::process::id()) << 32;
     file.write_all_at(&claim.to_le_bytes(), 4096 + 8).unwrap();
     let started = Instant::now();
@@ -515,28 +532,11 @@ fn pop_gets_past_a_stuck_producers_record_after_the_abandon_timeout() {
 }
 
 /// A record left claimed by a producer whose process is gone (the `mmring push` that
-/// wrote it has exited) is abandoned as soon as `pop` finds that out, long before a
-/// long abandon timeout.
+/// wrote it has exited and been reaped) is abandoned as soon as `pop` finds that out,
+/// long before a long abandon timeout.
 #[test]
 fn pop_gets_past_a_record_whose_producer_is_gone_without_the_timeout() {
-    use std::os::unix::fs::FileExt;
-    let (_dir, path) = scratch();
-    mmring()
-        .arg("create")
-        .arg(&path)
-        .args(["--size", "64KiB", "--abandon-timeout", "60s"])
-        .assert()
-        .success();
-    mmring()
-        .arg("push")
-        .arg(&path)
-        .args(["in flight", "queued"])
-        .assert()
-        .success();
-    // Back to CLAIMED, as if the push had died before committing; its claim word
-    // names that push's process, which has exited and been reaped.
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    let (_dir, path) = ring_with_a_stuck_head("60s");
     let started = Instant::now();
     mmring()
         .arg("pop")
