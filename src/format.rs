@@ -19,7 +19,7 @@
 //!
 //! record  0       8   12  16  20      28  32  36      44  48      56
 //!         +-------+---+---+---+-------+---+---+-------+---+-------+------ - -
-//!         | stamp |len|pid|mcr|version|dln|ttl|  id   |dcr| wtime | data ...
+//!         | stamp |len|wrt|mcr|version|dln|ttl|  id   |dcr| wtime | data ...
 //!         +-------+---+---+---+-------+---+---+-------+---+-------+------ - -
 //! ```
 //!
@@ -236,19 +236,33 @@ pub(crate) fn starts_record(state: u64) -> bool {
     )
 }
 
-/// The claim word for a record of `data_len` bytes written by process `pid`.
-pub(crate) fn claim(data_len: u32, pid: u32) -> u64 {
-    u64::from(pid) << 32 | u64::from(data_len)
+/// The claim word for a record of `data_len` bytes written by `writer`: the writer
+/// field, a process ID in the low `WRITER_PID_BITS` bits and a tag of its PID
+/// namespace above them (`process::own_writer`).
+pub(crate) fn claim(data_len: u32, writer: u32) -> u64 {
+    u64::from(writer) << 32 | u64::from(data_len)
 }
+
+/// Bits of the writer field that hold the process ID (Linux hands out IDs below
+/// 2^22); the 10 bits above hold the PID-namespace tag, 0 for unknown.
+pub(crate) const WRITER_PID_BITS: u32 = 22;
 
 /// The data length carried by a claim word.
 pub(crate) fn claim_data_len(claim: u64) -> u32 {
     (claim & 0xffff_ffff) as u32
 }
 
-/// The writer's process ID carried by a claim word.
+/// The writer field carried by a claim word (see [`claim`]).
 pub(crate) fn claim_pid(claim: u64) -> u32 {
     (claim >> 32) as u32
+}
+
+/// The process ID and PID-namespace tag of a writer field.
+pub(crate) fn split_writer(writer: u32) -> (u32, u32) {
+    (
+        writer & ((1 << WRITER_PID_BITS) - 1),
+        writer >> WRITER_PID_BITS,
+    )
 }
 
 /// File offset of field `field` (`SUB_*_OFFSET`) of subscriber slot `slot`.

@@ -174,12 +174,8 @@ pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
 /// The payload length, the writer's process ID and the tag of the writer's PID
 /// namespace (0: none) carried by a record's claim word.
 pub fn decode_claim(claim: u64) -> (u32, u32, u32) {
-    let writer = crate::format::claim_pid(claim);
-    (
-        crate::format::claim_data_len(claim),
-        writer & ((1 << 22) - 1),
-        writer >> 22,
-    )
+    let (pid, tag) = crate::format::split_writer(crate::format::claim_pid(claim));
+    (crate::format::claim_data_len(claim), pid, tag)
 }
 
 #[cfg(test)]

@@ -139,11 +139,15 @@ struct Stall {
     /// When `pos` was first seen stuck (monotonic ms).
     since: AtomicU64,
     /// End + 1 of the last abandoned record this handle removed (0: none), and the
-    /// process ID in its claim word: a record claimed by the same process right behind
-    /// it is taken for the rest of a stalled batch and abandoned without waiting
-    /// another timeout (DESIGN: Batches).
+    /// writer field in its claim word: a record claimed by the same process right
+    /// behind it is taken for the rest of a stalled batch and abandoned without waiting
+    /// another timeout (DESIGN: Batches), if it lies below `chain_limit`.
     chain_pos: AtomicU64,
     chain_pid: AtomicU64,
+    /// `write_pos` as this handle read it before it abandoned the first record of the
+    /// chain: records at and beyond it were reserved after that abandonment (a
+    /// producer's retry among them), so they are not the rest of its batch.
+    chain_limit: AtomicU64,
     /// Position + 1 of the stuck head whose writer this handle last asked the system
     /// about (0: none), and how long it had been stuck then (ms): the question is
     /// asked again every `PROBE_AFTER_MS` while the head stays stuck.
@@ -192,6 +196,7 @@ impl<R: Region> RawRing<R> {
                 since: AtomicU64::new(0),
                 chain_pos: AtomicU64::new(0),
                 chain_pid: AtomicU64::new(0),
+                chain_limit: AtomicU64::new(0),
                 probed_pos: AtomicU64::new(0),
                 probed_at: AtomicU64::new(0),
             }),
@@ -524,7 +529,9 @@ impl<R: Region> RawRing<R> {
                 format::stamp(pos, STATE_CLAIMED),
                 format::stamp(pos, STATE_COMMITTED),
                 Ordering::Release,
-                Ordering::Relaxed,
+                // Acquire on failure: a retry reserved after a reader's ABANDONED mark
+                // happens after that reader's read of write_pos (`chain_limit`).
+                Ordering::Acquire,
             )
             .is_ok()
     }
@@ -1091,7 +1098,7 @@ impl<R: Region> RawRing<R> {
         RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)
     }
 
-    /// The claim word (data length and writer's process ID) of the record at `pos`,
+    /// The claim word (data length and writer field) of the record at `pos`,
     /// if the word is inside the region.
     fn claim_word(&self, pos: u64) -> Option<u64> {
         if !self.fits_in_lap(pos, (REC_CLAIM_OFFSET + 8) as u64) {
@@ -1157,7 +1164,8 @@ impl<R: Region> RawRing<R> {
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
-                if !self.follows_abandoned(read, stamp) {
+                let chained = self.follows_abandoned(read, stamp);
+                if !chained {
                     let stuck_ms = self.stuck_ms(read);
                     if stuck_ms < u64::from(self.params.abandon_ms)
                         && !self.writer_gone(read, stamp, stuck_ms)
@@ -1166,6 +1174,14 @@ impl<R: Region> RawRing<R> {
                     }
                 }
                 if format::stamp_state(stamp, read) == Some(STATE_CLAIMED) {
+                    // Read before the CAS: the producer reserves its retry only after
+                    // its commit fails on our mark (Acquire), so this value is below
+                    // the retry's position and the chain can never reach the retry.
+                    let limit = if chained {
+                        self.stall.chain_limit.load(Ordering::Relaxed)
+                    } else {
+                        self.write_pos().load(Ordering::Acquire)
+                    };
                     // The CAS winner counts; a producer that commits first wins instead.
                     if self
                         .stamp_at(read)
@@ -1180,6 +1196,7 @@ impl<R: Region> RawRing<R> {
                         #[cfg(feature = "crash-points")]
                         crate::crash::point("abandon-after-mark");
                         self.count(ABANDONED_OFFSET);
+                        self.stall.chain_limit.store(limit, Ordering::Relaxed);
                     }
                     return Ok(Head::Moved);
                 }
@@ -1191,15 +1208,19 @@ impl<R: Region> RawRing<R> {
     }
 
     /// Whether the head at `read`, whose stamp is `stamp`, is a record claimed by the
-    /// same process as the abandoned record this handle removed just before it: the
-    /// rest of a batch whose producer stalled or died after claiming it all. Such a
-    /// record is abandoned at once rather than after a timeout of its own, so that a
-    /// dead batch producer holds readers up for one timeout, not one per record. A
-    /// wrong guess (another thread of that process, alive) costs that thread a retry:
-    /// abandoning is always safe, its commit fails and it pushes again.
+    /// same process as the abandoned record this handle removed just before it, and
+    /// reserved before this handle abandoned the first record of the chain: the rest
+    /// of a batch whose producer stalled or died after claiming it all. Such a record
+    /// is abandoned at once rather than after a timeout of its own, so that a dead
+    /// batch producer holds readers up for one timeout, not one per record. A wrong
+    /// guess (another thread of that process, alive and as slow as the timeout) costs
+    /// that thread a retry, as a stopped producer's record does (DESIGN: Stalls and
+    /// abandonment). The producer's own retry is never taken for the rest of its
+    /// batch: it lies at or beyond `chain_limit`.
     fn follows_abandoned(&self, read: u64, stamp: u64) -> bool {
         format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
             && self.stall.chain_pos.load(Ordering::Acquire) == read + 1
+            && read < self.stall.chain_limit.load(Ordering::Relaxed)
             && self
                 .claim_word(read)
                 .map(|word| u64::from(format::claim_pid(word)))
@@ -1692,7 +1713,15 @@ mod tests {
             abandon_ms: 100,
         };
         (
-            RawRing::new(region, params, 1, Box::new(clock), futex).unwrap(),
+            // Process 1 of this PID namespace: alive, and not this test process.
+            RawRing::new(
+                region,
+                params,
+                crate::process::writer_here(1),
+                Box::new(clock),
+                futex,
+            )
+            .unwrap(),
             wall,
             mono,
         )
@@ -2381,6 +2410,33 @@ mod tests {
             });
         }
         batch_pushed_again(&ring, (6, 3, 3));
+    }
+
+    /// A producer stalled past the timeout before its commit loses its record to a
+    /// reader and pushes the entry again, reserving right where the abandoned record
+    /// ended. The reader's abandon chain must not take that retry for the rest of the
+    /// abandoned batch: it waits for it like any record being written.
+    #[test]
+    fn retry_of_an_abandoned_producer_is_not_abandoned_with_its_first_record() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                readers_give_up(&ring, &mono, &["abandons the record"]);
+                assert_eq!(ring.counters().abandoned, 1);
+                let reader = ring.clone();
+                // At the retry's commit: a reader polls the head, which is the retry,
+                // claimed right behind the abandoned record by the same process.
+                at_point("batch-before-commit", move || {
+                    assert_eq!(pop(&reader), None, "the retry is being written");
+                    assert_eq!(reader.counters().abandoned, 1, "the retry was abandoned");
+                });
+            });
+        }
+        assert_eq!(ring.push_batch(&[b"entry"], 0).unwrap(), 1);
+        assert_eq!(pop(&ring).map(|(_, data)| data), Some(b"entry".to_vec()));
+        assert_eq!(ring.counters().abandoned, 1);
     }
 
     /// A reader abandons a batch's first record while its producer is still claiming

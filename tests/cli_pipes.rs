@@ -516,10 +516,18 @@ fn pop_gets_past_a_stuck_producers_record_after_the_abandon_timeout() {
         "waited on an empty ring"
     );
     let (_dir, path) = ring_with_a_stuck_head("200ms");
-    // The claim word holds the data size and the process ID: this process, alive, so
-    // only the timeout frees the record.
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    let claim = 9 | u64::from(std::process::id()) << 32;
+    // The claim word holds the data size (low 32 bits) and the writer: its process ID
+    // (22 bits) under its PID-namespace tag (10 bits). Keep the tag and name this
+    // process, alive, so that only the timeout frees the record.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut old = [0u8; 8];
+    file.read_exact_at(&mut old, 4096 + 8).unwrap();
+    let tag = u64::from_le_bytes(old) & 0xffc0_0000_0000_0000;
+    let claim = tag | u64::from(std::process::id()) << 32 | 9;
     file.write_all_at(&claim.to_le_bytes(), 4096 + 8).unwrap();
     let started = Instant::now();
     mmring()

@@ -43,17 +43,9 @@ MUTANTS = [
         "commit-relaxed",
         "src/ring.rs",
         """                format::stamp(pos, STATE_COMMITTED),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-    }""",
+                Ordering::Release,""",
         """                format::stamp(pos, STATE_COMMITTED),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-    }""",
+                Ordering::Relaxed,""",
         "push publishes COMMITTED with Relaxed: a reader may see the stamp before the payload",
     ),
     Mutant(
@@ -243,22 +235,22 @@ MUTANTS = [
     Mutant(
         "writer-gone-always",
         "src/process.rs",
-        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
-        """    writer != own && tag != 0 && tag == namespace_tag()""",
+        """    writer != own && own_tag != 0 && tag == own_tag && !may_exist(pid)""",
+        """    writer != own && own_tag != 0 && tag == own_tag""",
         "a live producer's record is abandoned after 10 ms instead of the abandon timeout",
     ),
     Mutant(
         "writer-gone-never",
         "src/process.rs",
-        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
-        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK) && false""",
+        """    writer != own && own_tag != 0 && tag == own_tag && !may_exist(pid)""",
+        """    writer != own && own_tag != 0 && tag == own_tag && !may_exist(pid) && false""",
         "a dead producer's record waits out the whole abandon timeout",
     ),
     Mutant(
         "writer-gone-any-namespace",
         "src/process.rs",
-        """    writer != own && tag != 0 && tag == namespace_tag() && !may_exist(writer & PID_MASK)""",
-        """    writer != own && !may_exist(writer & PID_MASK)""",
+        """    writer != own && own_tag != 0 && tag == own_tag && !may_exist(pid)""",
+        """    writer != own && !may_exist(pid)""",
         "a process ID from another PID namespace is taken for one of this namespace",
     ),
     Mutant(
@@ -267,6 +259,13 @@ MUTANTS = [
         """        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {""",
         """        if stuck_ms < PROBE_AFTER_MS {""",
         "an unclaimed head is judged by the writer an earlier lap left in its claim word",
+    ),
+    Mutant(
+        "chain-reaches-retry",
+        "src/ring.rs",
+        """            && read < self.stall.chain_limit.load(Ordering::Relaxed)""",
+        """            && read < u64::MAX""",
+        "a producer's retry, reserved right behind its abandoned record, is abandoned with it",
     ),
 ]
 
