@@ -49,6 +49,23 @@ pub(crate) fn check_range(off: usize, len: usize, region_len: usize) {
     );
 }
 
+/// The words holding the `len` bytes from the word-aligned byte offset `off`; panics,
+/// as [`check_range`] does, unless they lie inside `words`.
+#[inline]
+fn aligned_cells(words: &[AtomicU64], off: usize, len: usize) -> &[AtomicU64] {
+    match words.get(off / 8..(off / 8).saturating_add(len.div_ceil(8))) {
+        Some(cells) => cells,
+        None => out_of_range(off, len, words.len() * 8),
+    }
+}
+
+/// The panic of [`check_range`], out of line.
+#[cold]
+#[inline(never)]
+fn out_of_range(off: usize, len: usize, region_len: usize) -> ! {
+    panic!("mmring bug: access {off}+{len} outside a {region_len}-byte region")
+}
+
 /// Panics unless `off` is one of the format's two 32-bit atomics (inside the header,
 /// 4-aligned).
 pub(crate) fn check_word_u32(off: usize, region_len: usize) {
@@ -87,7 +104,7 @@ pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
 pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
     if off % 8 == 0 {
         // Every payload and header starts on a word: no head, one bounds check.
-        let cells = &words[off / 8..off / 8 + dst.len().div_ceil(8)];
+        let cells = aligned_cells(words, off, dst.len());
         let (middle, tail) = dst.split_at_mut(dst.len() / 8 * 8);
         for (bytes, cell) in middle.chunks_exact_mut(8).zip(cells) {
             bytes.copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
@@ -120,7 +137,7 @@ pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
 pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
     if off % 8 == 0 {
         // As in `read_words`.
-        let cells = &words[off / 8..off / 8 + src.len().div_ceil(8)];
+        let cells = aligned_cells(words, off, src.len());
         let (middle, tail) = src.split_at(src.len() / 8 * 8);
         for (bytes, cell) in middle.chunks_exact(8).zip(cells) {
             let mut le = [0u8; 8];
@@ -500,6 +517,20 @@ mod tests {
             read_words(&words, off, &mut plain);
             assert!(plain == fused, "plain read of {len} bytes at {off}");
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "mmring bug: access 56+16 outside a 64-byte region")]
+    fn aligned_read_past_the_end_is_a_clear_panic() {
+        let words = words_of(&[0u8; 64]);
+        read_words(&words, 56, &mut [0u8; 16]);
+    }
+
+    #[test]
+    #[should_panic(expected = "mmring bug: access 64+1 outside a 64-byte region")]
+    fn aligned_write_past_the_end_is_a_clear_panic() {
+        let words = words_of(&[0u8; 64]);
+        write_words(&words, 64, &[1]);
     }
 
     #[test]
