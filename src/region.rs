@@ -102,31 +102,20 @@ pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
 /// accesses make that race well defined, where a plain copy would be a data race. On
 /// x86_64 and aarch64 a relaxed load or store is an ordinary `mov`/`ldr`.
 pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
-    if off % 8 == 0 {
-        // Every payload and header starts on a word: no head, one bounds check.
-        let cells = aligned_cells(words, off, dst.len());
-        let (middle, tail) = dst.split_at_mut(dst.len() / 8 * 8);
-        for (bytes, cell) in middle.chunks_exact_mut(8).zip(cells) {
-            bytes.copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
-        }
-        if !tail.is_empty() {
-            load_part(&cells[cells.len() - 1], 0, tail);
-        }
-        return;
-    }
-    check_range(off, dst.len(), words.len() * 8);
-    let (head, whole) = split(off, dst.len());
-    let (head_bytes, rest) = dst.split_at_mut(head);
-    let (middle, tail) = rest.split_at_mut(whole * 8);
-    if !head_bytes.is_empty() {
-        load_part(&words[off / 8], off % 8, head_bytes);
-    }
-    let first = (off + head) / 8;
-    for (bytes, word) in middle.chunks_exact_mut(8).zip(&words[first..first + whole]) {
-        bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    // Every payload and header starts on a word: then there is no head word.
+    let (off, rest) = if off % 8 == 0 {
+        (off, dst)
+    } else {
+        let head = read_head(words, off, dst);
+        (off + head, &mut dst[head..])
+    };
+    let cells = aligned_cells(words, off, rest.len());
+    let (middle, tail) = rest.split_at_mut(rest.len() / 8 * 8);
+    for (bytes, cell) in middle.chunks_exact_mut(8).zip(cells) {
+        bytes.copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
     }
     if !tail.is_empty() {
-        load_part(&words[first + whole], 0, tail);
+        load_part(&cells[cells.len() - 1], 0, tail);
     }
 }
 
@@ -135,36 +124,43 @@ pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
 /// records are 8-byte aligned, so its other bytes belong to the same writer's record
 /// and nobody else stores to them meanwhile.
 pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
-    if off % 8 == 0 {
-        // As in `read_words`.
-        let cells = aligned_cells(words, off, src.len());
-        let (middle, tail) = src.split_at(src.len() / 8 * 8);
-        for (bytes, cell) in middle.chunks_exact(8).zip(cells) {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(bytes);
-            cell.store(u64::from_le_bytes(le), Ordering::Relaxed);
-        }
-        if !tail.is_empty() {
-            merge_part(&cells[cells.len() - 1], 0, tail);
-        }
-        return;
-    }
-    check_range(off, src.len(), words.len() * 8);
-    let (head, whole) = split(off, src.len());
-    let (head_bytes, rest) = src.split_at(head);
-    let (middle, tail) = rest.split_at(whole * 8);
-    if !head_bytes.is_empty() {
-        merge_part(&words[off / 8], off % 8, head_bytes);
-    }
-    let first = (off + head) / 8;
-    for (bytes, word) in middle.chunks_exact(8).zip(&words[first..first + whole]) {
+    // As in `read_words`.
+    let (off, rest) = if off % 8 == 0 {
+        (off, src)
+    } else {
+        let head = write_head(words, off, src);
+        (off + head, &src[head..])
+    };
+    let cells = aligned_cells(words, off, rest.len());
+    let (middle, tail) = rest.split_at(rest.len() / 8 * 8);
+    for (bytes, cell) in middle.chunks_exact(8).zip(cells) {
         let mut le = [0u8; 8];
         le.copy_from_slice(bytes);
-        word.store(u64::from_le_bytes(le), Ordering::Relaxed);
+        cell.store(u64::from_le_bytes(le), Ordering::Relaxed);
     }
     if !tail.is_empty() {
-        merge_part(&words[first + whole], 0, tail);
+        merge_part(&cells[cells.len() - 1], 0, tail);
     }
+}
+
+/// The part of [`read_words`] before the first word boundary, for an unaligned `off`
+/// (never a record's header or payload, so out of line): checks the whole range,
+/// copies the bytes of the word `off` is in, and returns how many.
+#[cold]
+fn read_head(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> usize {
+    check_range(off, dst.len(), words.len() * 8);
+    let head = split(off, dst.len()).0;
+    load_part(&words[off / 8], off % 8, &mut dst[..head]);
+    head
+}
+
+/// [`read_head`] for [`write_words`].
+#[cold]
+fn write_head(words: &[AtomicU64], off: usize, src: &[u8]) -> usize {
+    check_range(off, src.len(), words.len() * 8);
+    let head = split(off, src.len()).0;
+    merge_part(&words[off / 8], off % 8, &src[..head]);
+    head
 }
 
 /// How a copy of `len` bytes at byte `off` falls on words: `head` bytes in the word
