@@ -84,18 +84,19 @@ pub(crate) fn writer_here(pid: u32) -> u32 {
     pid | namespace_tag() << WRITER_PID_BITS
 }
 
+/// The ID of a process that has exited and been reaped (tests). The kernel hands IDs
+/// out in increasing order, so it is not reused this soon.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    /// The ID of a process that has exited and been reaped. The kernel hands IDs out
-    /// in increasing order, so it is not reused this soon.
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
 
     #[test]
     fn this_process_exists_and_a_reaped_child_does_not() {

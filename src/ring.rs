@@ -1836,10 +1836,7 @@ mod tests {
     /// The writer field of a process of this namespace that has exited and been
     /// reaped.
     fn dead_writer() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        crate::process::writer_here(pid)
+        crate::process::writer_here(crate::process::dead_pid())
     }
 
     /// A record claimed by process `writer`, which then stopped, and an entry behind
