@@ -121,12 +121,16 @@ const POLY: u32 = 0x82f6_3b78;
 /// from scratch on every call: about 14 µs for one join, five times the whole copy of
 /// 64 KiB.)
 #[cfg(target_arch = "x86_64")]
-static SHIFTS: [u32; 2 * MAX_BLOCK_WORDS + 1] = shift_constants();
+pub(crate) static SHIFTS: [u32; SHIFT_WORDS + 1] = shift_constants();
+
+/// The longest shift in [`SHIFTS`], in words.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SHIFT_WORDS: usize = 2 * MAX_BLOCK_WORDS;
 
 /// Computes [`SHIFTS`].
 #[cfg(target_arch = "x86_64")]
-const fn shift_constants() -> [u32; 2 * MAX_BLOCK_WORDS + 1] {
-    let mut shifts = [0u32; 2 * MAX_BLOCK_WORDS + 1];
+const fn shift_constants() -> [u32; SHIFT_WORDS + 1] {
+    let mut shifts = [0u32; SHIFT_WORDS + 1];
     // x^31: bit 0 of a bit-reflected value.
     let mut power = 1u32;
     let mut m = 1;
@@ -227,7 +231,7 @@ unsafe fn three_streams<W: CopyWords>(state: u32, chunk: W, block: usize) -> u32
 #[inline]
 // From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
 #[allow(unused_unsafe)]
-unsafe fn shift(state: u32, constant: u32) -> u32 {
+pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
     use std::arch::x86_64::{
         _mm_clmulepi64_si128, _mm_crc32_u64, _mm_cvtsi32_si128, _mm_cvtsi128_si64,
     };

@@ -67,6 +67,8 @@ mod ring;
 mod sub_table;
 mod sync;
 mod wait;
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+mod wide;
 
 #[cfg(not(loom))]
 mod batch;

@@ -224,10 +224,17 @@ pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) ->
         crc = crate::crc::crc32c_append(crc, head_bytes);
     }
     let first = (off + head) / 8;
-    let run = Load {
+    let mut run = Load {
         src: &words[first..first + whole],
         dst: middle,
     };
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if whole * 8 >= crate::wide::MIN_BYTES
+        && let Some((wide_crc, done)) = crate::wide::load_crc(crc, run.src, run.dst)
+    {
+        crc = wide_crc;
+        run = run.split_at(done).1;
+    }
     crc = crate::crc::crc32c_append_copy(crc, run);
     if !tail.is_empty() {
         load_part(&words[first + whole], 0, tail);
@@ -253,10 +260,17 @@ pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u3
         crc = crate::crc::crc32c_append(crc, head_bytes);
     }
     let first = (off + head) / 8;
-    let run = Store {
+    let mut run = Store {
         src: middle,
         dst: &words[first..first + whole],
     };
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if whole * 8 >= crate::wide::MIN_BYTES
+        && let Some((wide_crc, done)) = crate::wide::store_crc(crc, run.src, run.dst)
+    {
+        crc = wide_crc;
+        run = run.split_at(done).1;
+    }
     crc = crate::crc::crc32c_append_copy(crc, run);
     if !tail.is_empty() {
         merge_part(&words[first + whole], 0, tail);
