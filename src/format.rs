@@ -199,23 +199,26 @@ compile_error!("mmring stores native-endian atomics in the file and is little-en
 
 const _: () = {
     assert!(STATIC_HEADER_LEN == 64);
-    assert!(WRITE_POS_OFFSET % SLOT_LEN == 0 && READ_POS_OFFSET % SLOT_LEN == 0);
+    assert!(WRITE_POS_OFFSET.is_multiple_of(SLOT_LEN) && READ_POS_OFFSET.is_multiple_of(SLOT_LEN));
     assert!(WRITE_POS_OFFSET >= STATIC_HEADER_LEN);
     assert!(ABANDONED_OFFSET + 8 <= SUB_MASK_OFFSET);
-    assert!(NOTIFY_OFFSET % 4 == 0 && WAITERS_OFFSET % 4 == 0);
-    assert!(SUB_MASK_OFFSET % SLOT_LEN == 0 && SUB_SLOTS_OFFSET % 8 == 0);
-    assert!(SUB_SLOT_LEN % 8 == 0 && SUB_SLOT_COUNT >= 32 && SUB_SLOT_COUNT <= 64);
+    assert!(NOTIFY_OFFSET.is_multiple_of(4) && WAITERS_OFFSET.is_multiple_of(4));
+    assert!(SUB_MASK_OFFSET.is_multiple_of(SLOT_LEN) && SUB_SLOTS_OFFSET.is_multiple_of(8));
+    assert!(SUB_SLOT_LEN.is_multiple_of(8) && SUB_SLOT_COUNT >= 32 && SUB_SLOT_COUNT <= 64);
     assert!(SUB_TABLE_END <= HEADER_LEN);
     assert!(SUB_NAME_OFFSET + SUB_NAME_MAX == SUB_SLOT_LEN);
     assert!(REC_HEADER_LEN == 56);
-    assert!(REC_HEADER_LEN % RECORD_ALIGN as usize == 0);
-    assert!(REC_CLAIM_OFFSET % 8 == 0 && REC_STAMP_OFFSET % 8 == 0);
-    assert!(HEADER_LEN % 4096 == 0);
+    assert!(REC_HEADER_LEN.is_multiple_of(RECORD_ALIGN as usize));
+    assert!(REC_CLAIM_OFFSET.is_multiple_of(8) && REC_STAMP_OFFSET.is_multiple_of(8));
+    assert!(HEADER_LEN.is_multiple_of(4096));
 };
 
 /// The stamp of a record at `pos` in `state`.
 pub(crate) fn stamp(pos: u64, state: u64) -> u64 {
-    debug_assert!(pos % RECORD_ALIGN == 0, "unaligned record position {pos}");
+    debug_assert!(
+        pos.is_multiple_of(RECORD_ALIGN),
+        "unaligned record position {pos}"
+    );
     debug_assert!(state & !STATE_MASK == 0);
     pos | state
 }
@@ -449,7 +452,7 @@ impl Header {
         let region_len = u64_at(bytes, REGION_LEN_OFFSET);
         // Prevents records outside the file, misaligned stamps and position overflow.
         if region_len != file_len - HEADER_LEN as u64
-            || region_len % RECORD_ALIGN != 0
+            || !region_len.is_multiple_of(RECORD_ALIGN)
             || !(MIN_REGION_LEN..=MAX_REGION_LEN).contains(&region_len)
         {
             return Err(corrupt(
@@ -510,7 +513,7 @@ pub(crate) fn region_len_for(file_len: u64) -> Result<u64, String> {
             "size {file_len} is out of range: a ring file is {min}..={max} bytes"
         ));
     }
-    if file_len % RECORD_ALIGN != 0 {
+    if !file_len.is_multiple_of(RECORD_ALIGN) {
         return Err(format!("size {file_len} is not a multiple of 8"));
     }
     Ok(file_len - HEADER_LEN as u64)

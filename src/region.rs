@@ -79,7 +79,10 @@ pub(crate) fn check_word_u32(off: usize, region_len: usize) {
 /// Panics unless `off` is an aligned word inside a region of `region_len` bytes.
 #[inline]
 pub(crate) fn check_word(off: usize, region_len: usize) {
-    assert!(off % 8 == 0, "mmring bug: unaligned atomic at offset {off}");
+    assert!(
+        off.is_multiple_of(8),
+        "mmring bug: unaligned atomic at offset {off}"
+    );
     check_range(off, 8, region_len);
 }
 
@@ -88,7 +91,7 @@ pub(crate) fn check_word(off: usize, region_len: usize) {
 #[inline]
 pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
     assert!(
-        off % 8 == 0,
+        off.is_multiple_of(8),
         "mmring bug: unaligned atomics at offset {off}"
     );
     check_range(off, n.saturating_mul(8), region_len);
@@ -103,7 +106,7 @@ pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
 /// x86_64 and aarch64 a relaxed load or store is an ordinary `mov`/`ldr`.
 pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
     // Every payload and header starts on a word: then there is no head word.
-    let (off, rest) = if off % 8 == 0 {
+    let (off, rest) = if off.is_multiple_of(8) {
         (off, dst)
     } else {
         let head = read_head(words, off, dst);
@@ -125,7 +128,7 @@ pub(crate) fn read_words(words: &[AtomicU64], off: usize, dst: &mut [u8]) {
 /// and nobody else stores to them meanwhile.
 pub(crate) fn write_words(words: &[AtomicU64], off: usize, src: &[u8]) {
     // As in `read_words`.
-    let (off, rest) = if off % 8 == 0 {
+    let (off, rest) = if off.is_multiple_of(8) {
         (off, src)
     } else {
         let head = write_head(words, off, src);
@@ -167,7 +170,7 @@ fn write_head(words: &[AtomicU64], off: usize, src: &[u8]) -> usize {
 /// `off` is in, when `off` is not aligned, then `whole` full words, then the rest at
 /// the start of the next word.
 fn split(off: usize, len: usize) -> (usize, usize) {
-    let head = if off % 8 == 0 {
+    let head = if off.is_multiple_of(8) {
         0
     } else {
         (8 - off % 8).min(len)

@@ -256,7 +256,7 @@ impl<R: Region> RawRing<R> {
 
     /// File offset of the record at position `pos`.
     fn rec_off(&self, pos: u64) -> usize {
-        debug_assert!(pos % RECORD_ALIGN == 0);
+        debug_assert!(pos.is_multiple_of(RECORD_ALIGN));
         // The remainder is below region_len, which the header check bounded by the
         // file length, so it fits in usize.
         HEADER_LEN + (pos % self.params.region_len) as usize
@@ -282,7 +282,7 @@ impl<R: Region> RawRing<R> {
 
     /// Checks a position loaded from the file: aligned and far from overflow.
     fn check_pos(&self, pos: u64, field: usize) -> Result<u64> {
-        if pos % RECORD_ALIGN != 0 || pos >= format::MAX_POS {
+        if !pos.is_multiple_of(RECORD_ALIGN) || pos >= format::MAX_POS {
             return Err(Error::corrupt(
                 field as u64,
                 format!("position {pos} is not a multiple of 8 below 2^62"),

@@ -415,7 +415,7 @@ impl<R: Region> RawRing<R> {
             let cursor_word = self.slot_word(sub.slot, SUB_CURSOR_OFFSET);
             let cursor = cursor_word.load(Ordering::Acquire);
             let (read, end) = self.positions()?;
-            if cursor % 8 != 0 || cursor > end {
+            if !cursor.is_multiple_of(8) || cursor > end {
                 // Not a position this ring has reached: damage. Start over at the
                 // oldest live entry, and say so.
                 let _ =

@@ -1,58 +1,70 @@
 //! Long payloads copied into or out of the mapping and checksummed in one pass, with
 //! AVX2, VPCLMULQDQ and SSE4.2 (x86_64, checked at run time).
 //!
-//! A word at a time ([`crate::crc::crc32c_append_copy`]) both halves of the work are
-//! bound by the instruction each uses once per 8 bytes: the `crc32` instruction (one
-//! per cycle) and the scalar store. Here a chunk of the run is cut into four parts
-//! handled in lockstep, each on its own execution units:
+//! A word at a time ([`crate::crc::crc32c_append_copy`]) the checksum is bound by the
+//! `crc32` instruction, 8 bytes at about one per cycle. Here a chunk of the run is cut
+//! into four parts handled in lockstep, so that two kinds of execution unit share the
+//! checksum:
 //!
-//! - part A, the first 128·k bytes, moves through four 32-byte registers per step and
-//!   is checksummed by folding: the 256 bits of each register are carried 1024 bits
-//!   further along the message by two carry-less multiplications (VPCLMULQDQ) and
-//!   added to the next 32 bytes. At the end the eight 16-byte lanes are folded into
-//!   one and that one is reduced with the `crc32` instruction;
-//! - parts B1, B2, B3, the next three runs of 8·W·k bytes, move a word at a time, one
-//!   `crc32` stream each (as in `crc.rs`);
+//! - part A, the first 256·k bytes, moves through eight 32-byte registers per step
+//!   and is checksummed by folding: the 256 bits of each register are carried one
+//!   step (2048 bits) along the message by two carry-less multiplications
+//!   (VPCLMULQDQ) and added to the register loaded there. At the end the registers are
+//!   folded into one, halving their number each round, its two 16-byte lanes into
+//!   one, and that lane is reduced with the `crc32` instruction;
+//! - parts B1, B2, B3, the next three runs of 8·W·k bytes, move a register at a time
+//!   and are checksummed a word at a time, one `crc32` stream each (as in `crc.rs`);
 //!
 //! and the four checksums are joined with the shifts of `crc.rs`. Measured on the
 //! benchmark machine (AMD EPYC, 64 KiB in cache): CRC32C alone 22.8 GB/s with the
-//! `crc32c` crate, 25.5 GB/s folding alone, 38.5 GB/s folding and three streams.
+//! `crc32c` crate, 25.5 GB/s folding alone, 38.5 GB/s folding beside three streams;
+//! copied and checksummed, 64 KiB into the mapping 29.4 GB/s here, 18.3 GB/s word by
+//! word, and out of it 26.7 and 18.2 GB/s.
 //!
 //! # Why the mapping's side is inline assembly
 //! A lapped reader's copy may race with a writer's (docs/DESIGN.md, "Reading a
 //! record"), so every access to the mapping must be atomic: a plain or SIMD load
-//! racing with a store is a data race. The 32-byte moves of part A are `vmovdqu` in
-//! `asm!` blocks. An `asm!` block behaves as some sequence of operations of the
-//! abstract machine would; a 32-byte move from or to four aligned `AtomicU64` cells
-//! behaves as four relaxed atomic loads or stores of them, the same accesses, cell
-//! for cell, as the word-wise copy makes, and x86 performs each aligned 8-byte part
-//! of a vector access as one access (a racing reader still sees whole words, as it
-//! would word by word; the seqlock rejects the copy either way). The blocks are not
-//! marked `readonly` or `nomem`, so the compiler orders them like atomic accesses
-//! with respect to the fences and atomics around the copy. The words of parts B go
-//! through `AtomicU64` as elsewhere.
+//! racing with a store is a data race. The 32-byte moves to and from the mapping are
+//! `vmovdqu` in `asm!` blocks. An `asm!` block behaves as some sequence of operations
+//! of the abstract machine would; a 32-byte move from or to four aligned `AtomicU64`
+//! cells behaves as four relaxed atomic loads or stores of them, the same accesses,
+//! cell for cell, as the word-wise copy makes, and x86 performs each aligned 8-byte
+//! part of a vector access as one access (a racing reader still sees whole words, as
+//! it would word by word; the seqlock rejects the copy either way). The blocks are not
+//! marked `readonly`, `nomem` or `pure`, so the compiler keeps them in place with
+//! respect to the fences and atomics around the copy. Everything else here works on
+//! registers or on the caller's private bytes.
 
 use std::arch::asm;
 use std::arch::x86_64::{
-    __m128i, __m256i, _mm_clmulepi64_si128, _mm_crc32_u64, _mm_cvtsi128_si64,
-    _mm_extract_epi64, _mm_set_epi64x, _mm_xor_si128, _mm256_castsi256_si128,
-    _mm256_clmulepi64_epi128, _mm256_extracti128_si256, _mm256_loadu_si256,
-    _mm256_set_epi64x, _mm256_storeu_si256, _mm256_xor_si256,
+    __m256i, _mm_clmulepi64_si128, _mm_crc32_u64, _mm_cvtsi128_si64, _mm_extract_epi64,
+    _mm_set_epi64x, _mm_xor_si128, _mm256_castsi256_si128, _mm256_clmulepi64_epi128,
+    _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_set_epi64x, _mm256_setzero_si256,
+    _mm256_storeu_si256, _mm256_xor_si256,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use crate::crc::{SHIFT_WORDS, SHIFTS, shift};
 
-/// Words per step in each of the parts B: with part A's 16 words (128 bytes), 34
-/// words (272 bytes) per step. Measured: W = 3 34.9 GB/s, 6 38.5, 8 36.5.
-const W: usize = 6;
-/// Bytes per step: part A's 128 and three times W words.
-const STEP: usize = 128 + 24 * W;
+/// Registers of 32 bytes per step in part A (a power of two).
+const A_REGS: usize = 8;
+const _: () = assert!(A_REGS.is_power_of_two());
+/// Words per step in each of the parts B (two registers).
+const W: usize = 4;
+const _: () = assert!(W % 4 == 0);
+/// Bytes per step: 192 of part A and 64 of each part B. At one `crc32` and half a
+/// VPCLMULQDQ per cycle, both take 24 cycles per step.
+const STEP: usize = 32 * A_REGS + 24 * W;
 /// The most steps in one chunk: the join shifts part A by 3·W·k words, and [`SHIFTS`]
-/// holds shifts up to its length.
+/// holds shifts up to [`SHIFT_WORDS`].
 const MAX_STEPS: usize = SHIFT_WORDS / (3 * W);
-/// Runs shorter than this (two steps) are left to the word-wise copy.
-pub(crate) const MIN_BYTES: usize = 2 * STEP;
+/// The fewest steps in a chunk; a shorter rest is left to the caller.
+const MIN_STEPS: usize = 2;
+/// Runs shorter than this are better left to the word-wise copy: measured on the
+/// benchmark machine, in cache, 3 KiB took as long either way into the mapping
+/// (136 ns) and 16 % less out of it; 2 KiB 12 % longer into it, 5 % less out of it;
+/// 64 KiB 37 % and 29 % less.
+pub(crate) const MIN_BYTES: usize = 3072;
 
 /// The CRC polynomial (x^32 + 0x1EDC6F41), its lower terms in the usual bit order.
 const POLY: u64 = 0x1EDC_6F41;
@@ -79,9 +91,23 @@ const fn fold_constant(e: u32) -> i64 {
     x_pow(e - 1).reverse_bits() as i64
 }
 
-/// A 16-byte lane 1024 bits along (four registers of 32 bytes): its first 64 bits
-/// are x^(1024+64) further from the end, its last 64 bits x^1024.
-const FOLD_1024: [i64; 2] = [fold_constant(1024 + 64), fold_constant(1024)];
+/// Part A's step in bits.
+const A_BITS: u32 = 256 * A_REGS as u32;
+/// A 16-byte lane one step of part A along: its first 64 bits are x^(A_BITS + 64)
+/// further from the end, its last 64 bits x^A_BITS.
+const FOLD_A: [i64; 2] = [fold_constant(A_BITS + 64), fold_constant(A_BITS)];
+/// `FOLD_REGS[i]`: a 16-byte lane 2^i registers along (256·2^i bits), for folding
+/// part A's registers into one.
+const FOLD_REGS: [[i64; 2]; A_REGS.trailing_zeros() as usize] = {
+    let mut constants = [[0; 2]; A_REGS.trailing_zeros() as usize];
+    let mut i = 0;
+    while i < constants.len() {
+        let bits = 256 << i;
+        constants[i] = [fold_constant(bits + 64), fold_constant(bits)];
+        i += 1;
+    }
+    constants
+};
 /// A 16-byte lane into the next.
 const FOLD_128: [i64; 2] = [fold_constant(128 + 64), fold_constant(128)];
 
@@ -95,7 +121,7 @@ fn supported() -> bool {
 }
 
 /// Stores `src` into `dst` (`src.len() == 8 * dst.len()`) in chunks, as long as a
-/// chunk is at least [`MIN_BYTES`], and returns the CRC32C of the bytes whose CRC32C
+/// chunk has at least [`MIN_STEPS`] steps, and returns the CRC32C of the bytes whose CRC32C
 /// is `crc` followed by the bytes stored, and the number of words stored: the caller
 /// copies the rest. `None` if this CPU lacks an instruction used.
 pub(crate) fn store_crc(crc: u32, src: &[u8], dst: &[AtomicU64]) -> Option<(u32, usize)> {
@@ -107,7 +133,12 @@ pub(crate) fn store_crc(crc: u32, src: &[u8], dst: &[AtomicU64]) -> Option<(u32,
     // valid for reading `src.len()` bytes and `dst` for atomic stores to as many
     // (checked above); a private slice and shared cells do not overlap.
     Some(unsafe {
-        copy_crc::<false>(crc, src.as_ptr(), dst.as_ptr().cast::<u8>().cast_mut(), src.len())
+        copy_crc::<false>(
+            crc,
+            src.as_ptr(),
+            dst.as_ptr().cast::<u8>().cast_mut(),
+            src.len(),
+        )
     })
 }
 
@@ -119,9 +150,7 @@ pub(crate) fn load_crc(crc: u32, src: &[AtomicU64], dst: &mut [u8]) -> Option<(u
     }
     // SAFETY: as in `store_crc`, with `src` the cells (atomic loads) and `dst` the
     // private bytes (valid for writing, and not aliased: `&mut`).
-    Some(unsafe {
-        copy_crc::<true>(crc, src.as_ptr().cast::<u8>(), dst.as_mut_ptr(), dst.len())
-    })
+    Some(unsafe { copy_crc::<true>(crc, src.as_ptr().cast::<u8>(), dst.as_mut_ptr(), dst.len()) })
 }
 
 /// The chunk loop of [`store_crc`] (`FROM_CELLS` false: `dst` is the cells) and
@@ -143,7 +172,7 @@ unsafe fn copy_crc<const FROM_CELLS: bool>(
     let mut done = 0;
     loop {
         let steps = ((len - done) / STEP).min(MAX_STEPS);
-        if steps < 2 {
+        if steps < MIN_STEPS {
             break;
         }
         // SAFETY: the chunk, `steps * STEP <= len - done` bytes from `done`, is in
@@ -154,7 +183,7 @@ unsafe fn copy_crc<const FROM_CELLS: bool>(
     (!state, done / 8)
 }
 
-/// Copies and checksums one chunk of `steps` steps (`2 <= steps <= MAX_STEPS`),
+/// Copies and checksums one chunk of `steps` steps (`MIN_STEPS <= steps <= MAX_STEPS`),
 /// returning the CRC register `state` followed by the chunk.
 ///
 /// # Safety
@@ -168,78 +197,63 @@ unsafe fn chunk<const FROM_CELLS: bool>(
     steps: usize,
 ) -> u32 {
     let b_words = W * steps;
-    let a_len = 128 * steps;
-    // One step of part A: 128 bytes at `at` moved and returned.
-    let move_a = |at: usize| -> [__m256i; 4] {
-        // SAFETY: `at + 128 <= a_len`, inside the chunk; the cells side is 8-byte
-        // aligned (the contract), and `at` is a multiple of 128.
-        unsafe {
-            if FROM_CELLS {
-                let v = load4(src.add(at));
-                store4_private(dst.add(at), v);
-                v
-            } else {
-                let v = load4_private(src.add(at));
-                store4(dst.add(at), v);
-                v
-            }
-        }
-    };
-    // One word of part B at byte `at`, moved and returned.
-    let move_word = |at: usize| -> u64 {
-        // SAFETY: `at + 8 <= steps * STEP`, inside the chunk, and a multiple of 8:
-        // on the cells side an aligned `AtomicU64`, on the private side 8 bytes.
-        unsafe {
-            if FROM_CELLS {
-                let word = (*src.add(at).cast::<AtomicU64>()).load(Ordering::Relaxed);
-                dst.add(at).cast::<u64>().write_unaligned(word.to_le());
-                word
-            } else {
-                let word = u64::from_le(src.add(at).cast::<u64>().read_unaligned());
-                (*dst.add(at).cast::<AtomicU64>()).store(word, Ordering::Relaxed);
-                word
-            }
-        }
-    };
-    let fold_a = _mm256_set_epi64x(FOLD_1024[1], FOLD_1024[0], FOLD_1024[1], FOLD_1024[0]);
-    let [mut a0, mut a1, mut a2, mut a3] = move_a(0);
+    let a_len = 32 * A_REGS * steps;
+    // The bytes of the chunk outside the mapping, whichever side they are on.
+    let private = if FROM_CELLS { dst.cast_const() } else { src };
+    let fold_a = _mm256_set_epi64x(FOLD_A[1], FOLD_A[0], FOLD_A[1], FOLD_A[0]);
+    // The moves and reads below are at offsets inside the chunk that are multiples of
+    // 8 and, with the registers or words they cover, end inside it.
+    // SAFETY: as just said; the cells side is 8-byte aligned (the contract).
+    let mut a: [__m256i; A_REGS] = unsafe { move_regs::<FROM_CELLS, A_REGS>(src, dst, 0) };
     // The register so far is added to the first 32 bits of the message.
-    a0 = _mm256_xor_si256(a0, _mm256_set_epi64x(0, 0, 0, i64::from(state)));
-    let (mut b1, mut b2, mut b3) = (0u64, 0u64, 0u64);
-    let b = [a_len, a_len + 8 * b_words, a_len + 16 * b_words];
+    a[0] = _mm256_xor_si256(a[0], _mm256_set_epi64x(0, 0, 0, i64::from(state)));
+    let mut b = [0u64; 3];
+    let b_at = [a_len, a_len + 8 * b_words, a_len + 16 * b_words];
     for step in 0..steps {
         if step > 0 {
-            let [d0, d1, d2, d3] = move_a(128 * step);
-            a0 = fold(a0, fold_a, d0);
-            a1 = fold(a1, fold_a, d1);
-            a2 = fold(a2, fold_a, d2);
-            a3 = fold(a3, fold_a, d3);
+            let at = 32 * A_REGS * step;
+            // SAFETY: as above.
+            let next: [__m256i; A_REGS] = unsafe { move_regs::<FROM_CELLS, A_REGS>(src, dst, at) };
+            for (acc, next) in a.iter_mut().zip(next) {
+                *acc = fold(*acc, fold_a, next);
+            }
         }
-        for i in 0..W {
-            let at = 8 * (W * step + i);
-            b1 = _mm_crc32_u64(b1, move_word(b[0] + at));
-            b2 = _mm_crc32_u64(b2, move_word(b[1] + at));
-            b3 = _mm_crc32_u64(b3, move_word(b[2] + at));
+        for start in b_at {
+            // SAFETY: as above.
+            unsafe { move_regs::<FROM_CELLS, { W / 4 }>(src, dst, start + 8 * W * step) };
+        }
+        // Parts B are checksummed a step behind their copy, so that on the way out of
+        // the mapping the words are read back from the cache, not the store buffer.
+        if step > 0 {
+            // SAFETY: as above; the private side is plain memory.
+            unsafe { crc_b(&mut b, private, b_at, step - 1) };
         }
     }
-    // Part A's eight lanes, in message order, folded into the last.
+    // SAFETY: as above.
+    unsafe { crc_b(&mut b, private, b_at, steps - 1) };
+    // Part A's registers folded into the last, halving their number each time so that
+    // the folds of one round are independent: the first half carried half of them
+    // along and added to the second half, then the last register's two lanes.
+    let mut live = A_REGS;
+    while live > 1 {
+        let half = live / 2;
+        let constants = FOLD_REGS[half.trailing_zeros() as usize];
+        let constants = _mm256_set_epi64x(constants[1], constants[0], constants[1], constants[0]);
+        let (first, second) = a[A_REGS - live..].split_at_mut(half);
+        for (from, into) in first.iter().zip(second) {
+            *into = fold(*from, constants, *into);
+        }
+        live = half;
+    }
+    let last = a[A_REGS - 1];
     let fold_lane = _mm_set_epi64x(FOLD_128[1], FOLD_128[0]);
-    let lanes: [__m128i; 8] = [
-        _mm256_castsi256_si128(a0),
-        _mm256_extracti128_si256::<1>(a0),
-        _mm256_castsi256_si128(a1),
-        _mm256_extracti128_si256::<1>(a1),
-        _mm256_castsi256_si128(a2),
-        _mm256_extracti128_si256::<1>(a2),
-        _mm256_castsi256_si128(a3),
-        _mm256_extracti128_si256::<1>(a3),
-    ];
-    let mut lane = lanes[0];
-    for &next in &lanes[1..] {
-        let low = _mm_clmulepi64_si128::<0x00>(lane, fold_lane);
-        let high = _mm_clmulepi64_si128::<0x11>(lane, fold_lane);
-        lane = _mm_xor_si128(_mm_xor_si128(low, high), next);
-    }
+    let lane = _mm256_castsi256_si128(last);
+    let low = _mm_clmulepi64_si128::<0x00>(lane, fold_lane);
+    let high = _mm_clmulepi64_si128::<0x11>(lane, fold_lane);
+    let lane = _mm_xor_si128(
+        _mm_xor_si128(low, high),
+        _mm256_extracti128_si256::<1>(last),
+    );
     // The lane is congruent to part A (with the register added), so its CRC from a
     // zero register is part A's.
     let a = _mm_crc32_u64(0, _mm_cvtsi128_si64(lane) as u64);
@@ -249,13 +263,77 @@ unsafe fn chunk<const FROM_CELLS: bool>(
     // SAFETY: PCLMULQDQ and SSE4.2 are enabled here, as `shift` requires.
     unsafe {
         shift(a, SHIFTS[3 * b_words])
-            ^ shift(b1 as u32, SHIFTS[2 * b_words])
-            ^ shift(b2 as u32, SHIFTS[b_words])
-            ^ b3 as u32
+            ^ shift(b[0] as u32, SHIFTS[2 * b_words])
+            ^ shift(b[1] as u32, SHIFTS[b_words])
+            ^ b[2] as u32
     }
 }
 
-/// `acc` carried 1024 bits along (by `constants`) and added to `next`.
+/// The words of step `step` of the parts B starting at `b_at`, each added to its
+/// stream in `b`.
+///
+/// # Safety
+/// `private` is valid for reading the words.
+#[target_feature(enable = "sse4.2")]
+#[inline]
+unsafe fn crc_b(b: &mut [u64; 3], private: *const u8, b_at: [usize; 3], step: usize) {
+    // Three named streams, each instruction in turn: written as a loop over `b`, the
+    // compiler ran each stream's words back to back, at the instruction's latency.
+    let [mut x, mut y, mut z] = *b;
+    let word = |start: usize, i: usize| -> u64 {
+        // SAFETY: the contract.
+        let word = unsafe {
+            private
+                .add(start + 8 * (W * step + i))
+                .cast::<u64>()
+                .read_unaligned()
+        };
+        u64::from_le(word)
+    };
+    for i in 0..W {
+        x = _mm_crc32_u64(x, word(b_at[0], i));
+        y = _mm_crc32_u64(y, word(b_at[1], i));
+        z = _mm_crc32_u64(z, word(b_at[2], i));
+    }
+    *b = [x, y, z];
+}
+
+/// `N` registers moved from `src + at` to `dst + at`, and returned.
+///
+/// # Safety
+/// Both are valid for the `32 * N` bytes from `at`; the cells side (`src` if
+/// `FROM_CELLS`, else `dst`) is 8-byte aligned and accessed by others only atomically.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn move_regs<const FROM_CELLS: bool, const N: usize>(
+    src: *const u8,
+    dst: *mut u8,
+    at: usize,
+) -> [__m256i; N] {
+    // SAFETY: the contract; each `i` stays inside the `32 * N` bytes.
+    unsafe {
+        let mut regs = [_mm256_setzero_si256(); N];
+        for (i, reg) in regs.iter_mut().enumerate() {
+            let p = src.add(at + 32 * i);
+            *reg = if FROM_CELLS {
+                load_cells(p)
+            } else {
+                _mm256_loadu_si256(p.cast())
+            };
+        }
+        for (i, reg) in regs.iter().enumerate() {
+            let p = dst.add(at + 32 * i);
+            if FROM_CELLS {
+                _mm256_storeu_si256(p.cast(), *reg)
+            } else {
+                store_cells(p, *reg)
+            }
+        }
+        regs
+    }
+}
+
+/// `acc` carried one step of part A along (by `constants`) and added to `next`.
 #[target_feature(enable = "avx2,vpclmulqdq")]
 #[inline]
 fn fold(acc: __m256i, constants: __m256i, next: __m256i) -> __m256i {
@@ -264,85 +342,50 @@ fn fold(acc: __m256i, constants: __m256i, next: __m256i) -> __m256i {
     _mm256_xor_si256(_mm256_xor_si256(low, high), next)
 }
 
-/// 128 bytes loaded from cells at `p`.
+/// 32 bytes loaded from the cells at `p`.
 ///
 /// # Safety
-/// `p` is 8-byte aligned and the 16 `AtomicU64` cells from it are valid.
+/// `p` is 8-byte aligned and the four `AtomicU64` cells from it are valid.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn load4(p: *const u8) -> [__m256i; 4] {
-    let (a, b, c, d): (__m256i, __m256i, __m256i, __m256i);
-    // SAFETY: the 128 bytes are valid cells (the contract); the moves act as 16
+unsafe fn load_cells(p: *const u8) -> __m256i {
+    let v: __m256i;
+    // SAFETY: the 32 bytes are valid cells (the contract); the move acts as four
     // relaxed atomic loads of them (module docs).
     unsafe {
         asm!(
-            "vmovdqu {a}, ymmword ptr [{p}]",
-            "vmovdqu {b}, ymmword ptr [{p} + 32]",
-            "vmovdqu {c}, ymmword ptr [{p} + 64]",
-            "vmovdqu {d}, ymmword ptr [{p} + 96]",
+            "vmovdqu {v}, ymmword ptr [{p}]",
             p = in(reg) p,
-            a = out(ymm_reg) a,
-            b = out(ymm_reg) b,
-            c = out(ymm_reg) c,
-            d = out(ymm_reg) d,
+            v = out(ymm_reg) v,
             options(nostack, preserves_flags),
         );
     }
-    [a, b, c, d]
+    v
 }
 
 /// `v` stored into the cells at `p`.
 ///
 /// # Safety
-/// As [`load4`].
+/// As [`load_cells`].
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn store4(p: *mut u8, v: [__m256i; 4]) {
-    // SAFETY: the 128 bytes are valid cells (the contract); the moves act as 16
+unsafe fn store_cells(p: *mut u8, v: __m256i) {
+    // SAFETY: the 32 bytes are valid cells (the contract); the move acts as four
     // relaxed atomic stores to them (module docs).
     unsafe {
         asm!(
-            "vmovdqu ymmword ptr [{p}], {a}",
-            "vmovdqu ymmword ptr [{p} + 32], {b}",
-            "vmovdqu ymmword ptr [{p} + 64], {c}",
-            "vmovdqu ymmword ptr [{p} + 96], {d}",
+            "vmovdqu ymmword ptr [{p}], {v}",
             p = in(reg) p,
-            a = in(ymm_reg) v[0],
-            b = in(ymm_reg) v[1],
-            c = in(ymm_reg) v[2],
-            d = in(ymm_reg) v[3],
+            v = in(ymm_reg) v,
             options(nostack, preserves_flags),
         );
-    }
-}
-
-/// 128 private bytes loaded from `p`.
-///
-/// # Safety
-/// `p` is valid for reading 128 bytes.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn load4_private(p: *const u8) -> [__m256i; 4] {
-    // SAFETY: the contract.
-    unsafe { [0, 32, 64, 96].map(|at| _mm256_loadu_si256(p.add(at).cast::<__m256i>())) }
-}
-
-/// `v` stored into 128 private bytes at `p`.
-///
-/// # Safety
-/// `p` is valid for writing 128 bytes.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn store4_private(p: *mut u8, v: [__m256i; 4]) {
-    for (at, v) in [0, 32, 64, 96].into_iter().zip(v) {
-        // SAFETY: the contract.
-        unsafe { _mm256_storeu_si256(p.add(at).cast::<__m256i>(), v) };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn pattern(len: usize, seed: u32) -> Vec<u8> {
         (0..len as u32)
@@ -357,7 +400,8 @@ mod tests {
             return;
         }
         let longest = MAX_STEPS * STEP * 2 + 3 * STEP + 40;
-        for words in [0, 1, MIN_BYTES / 8 - 1, MIN_BYTES / 8, MIN_BYTES / 8 + 1, 100, 512]
+        let least = MIN_STEPS * STEP / 8;
+        for words in [0, 1, least - 1, least, least + 1, MIN_BYTES / 8, 512]
             .into_iter()
             .chain([8192, MAX_STEPS * STEP / 8, MAX_STEPS * STEP / 8 + STEP / 4])
             .chain([longest / 8])
@@ -367,16 +411,24 @@ mod tests {
             let prior = 0x1234_5678;
             let stored = store_crc(prior, &bytes, &cells);
             let (crc, done) = stored.expect("supported");
-            assert_eq!(done <= words, true);
-            assert_eq!(done == 0, words * 8 < MIN_BYTES, "{words} words");
-            assert_eq!(crc, crc32c::crc32c_append(prior, &bytes[..done * 8]), "{words} words");
+            assert!(done <= words);
+            assert_eq!(done == 0, words < least, "{words} words");
+            assert_eq!(
+                crc,
+                crc32c::crc32c_append(prior, &bytes[..done * 8]),
+                "{words} words"
+            );
             for (i, cell) in cells.iter().enumerate() {
                 let expected = if i < done {
                     u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
                 } else {
                     !0
                 };
-                assert_eq!(cell.load(Ordering::Relaxed), expected, "word {i} of {words}");
+                assert_eq!(
+                    cell.load(Ordering::Relaxed),
+                    expected,
+                    "word {i} of {words}"
+                );
             }
             let mut back = vec![0xA5u8; words * 8];
             let (crc, done_back) = load_crc(prior, &cells, &mut back).expect("supported");

@@ -261,7 +261,7 @@ fn expected(bytes: &[u8], crc_ok: bool) -> Expected {
         (
             REGION_LEN_OFFSET,
             region_len == SIZE - HEADER_LEN
-                && region_len % 8 == 0
+                && region_len.is_multiple_of(8)
                 && (MIN_REGION_LEN..=MAX_REGION_LEN).contains(&region_len),
         ),
         (ON_FULL_OFFSET, u32_at(ON_FULL_OFFSET) <= 2),
@@ -371,7 +371,7 @@ proptest! {
         let write = if backwards { read.wrapping_sub(distance) } else { read.wrapping_add(distance) };
         put_u64(&mut bytes, READ_POS_OFFSET, read);
         put_u64(&mut bytes, WRITE_POS_OFFSET, write);
-        let valid = |pos: u64| pos % 8 == 0 && pos < MAX_POS;
+        let valid = |pos: u64| pos.is_multiple_of(8) && pos < MAX_POS;
         let region = SIZE - HEADER_LEN;
         let want = if !valid(read) {
             Some(READ_POS_OFFSET as u64)

@@ -389,7 +389,7 @@ fn ttl_entries_are_delivered_intact_or_counted_as_expired() {
     let ring = ring(&dir, 64 << 10, OnFull::Reject);
     let watch = &Watch::new(LIMIT);
     // Even sequence numbers carry the TTL, odd ones none (the ring's default is none).
-    let has_ttl = |seq: u64| seq % 2 == 0;
+    let has_ttl = |seq: u64| seq.is_multiple_of(2);
     let ttl_for = |seq: u64| has_ttl(seq).then_some(TTL);
 
     // Phase 1: concurrent pushes and pops.

@@ -416,7 +416,7 @@ fn random_damage_rounds() {
             let data = format!("round {round} entry {n} {}", "p".repeat((n % 90) as usize));
             ring.push(data.as_bytes()).unwrap();
             pushed.insert(data.into_bytes());
-            if rng.next() % 3 == 0
+            if rng.next().is_multiple_of(3)
                 && let Some(entry) = ring.pop().unwrap()
             {
                 popped.insert(entry.into_data());
@@ -424,11 +424,11 @@ fn random_damage_rounds() {
         }
         drop(ring);
         for _ in 0..1 + rng.next() % 4 {
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 // A position made impossible (unaligned, or at or above 2^62). A
                 // position damaged into another plausible value can't be detected.
                 let field = [WRITE_POS_OFFSET, READ_POS_OFFSET][(rng.next() % 2) as usize];
-                let (at, byte) = if rng.next() % 2 == 0 {
+                let (at, byte) = if rng.next().is_multiple_of(2) {
                     (field, rng.next() as u8 | 1)
                 } else {
                     (field + 7, 0x40 | rng.next() as u8)
@@ -437,7 +437,7 @@ fn random_damage_rounds() {
             } else {
                 // Anywhere in the region, a byte or a whole word.
                 let offset = HEADER_LEN + rng.next() % region;
-                let len = if rng.next() % 2 == 0 { 1 } else { 8 };
+                let len = if rng.next().is_multiple_of(2) { 1 } else { 8 };
                 let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
                 let end = (offset + len).min(size);
                 patch(&path, offset, &bytes[..(end - offset) as usize]);
@@ -655,7 +655,7 @@ fn verify_agrees_with_pop_and_peek_and_repair_delivers_what_it_counted() {
             if ring.push(data.as_bytes()).is_ok() {
                 pushed.insert(data.into_bytes());
             }
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 ring.pop().unwrap();
             }
         }

@@ -116,7 +116,7 @@ pub(crate) struct Walk {
 }
 
 fn position_is_valid(pos: u64) -> bool {
-    pos % RECORD_ALIGN == 0 && pos < MAX_POS
+    pos.is_multiple_of(RECORD_ALIGN) && pos < MAX_POS
 }
 
 impl<R: Region> RawRing<R> {
