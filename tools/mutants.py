@@ -261,6 +261,20 @@ MUTANTS = [
         "an unclaimed head is judged by the writer an earlier lap left in its claim word",
     ),
     Mutant(
+        "wide-skips-a-stream",
+        "src/wide.rs",
+        """        z = _mm_crc32_u64(z, word(b_at[2], i));""",
+        """        let _ = word(b_at[2], i);""",
+        "the vector copy of a long payload leaves a sixth of it out of the checksum",
+    ),
+    Mutant(
+        "wide-drops-a-lane",
+        "src/wide.rs",
+        """        _mm_xor_si128(low, high),\n        _mm256_extracti128_si256::<1>(last),""",
+        """        _mm_xor_si128(low, low),\n        _mm256_extracti128_si256::<1>(last),""",
+        "the vector copy of a long payload leaves most of part A out of the checksum",
+    ),
+    Mutant(
         "chain-reaches-retry",
         "src/ring.rs",
         """            && read < self.stall.chain_limit.load(Ordering::Relaxed)""",
