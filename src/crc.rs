@@ -157,7 +157,7 @@ const fn shift_constants() -> [u32; SHIFT_WORDS + 1] {
 /// The CPU must support SSE4.2 and PCLMULQDQ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2,pclmulqdq")]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 unsafe fn copy_x86<W: CopyWords>(crc: u32, mut run: W) -> u32 {
     use std::arch::x86_64::_mm_crc32_u64;
@@ -195,7 +195,7 @@ unsafe fn copy_x86<W: CopyWords>(crc: u32, mut run: W) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2,pclmulqdq")]
 #[inline]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 unsafe fn three_streams<W: CopyWords>(state: u32, chunk: W, block: usize) -> u32 {
     use std::arch::x86_64::_mm_crc32_u64;
@@ -229,7 +229,7 @@ unsafe fn three_streams<W: CopyWords>(state: u32, chunk: W, block: usize) -> u32
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2,pclmulqdq")]
 #[inline]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
     use std::arch::x86_64::{
@@ -271,7 +271,7 @@ pub(crate) fn crc32c_meta(words: [u64; 6], tail: u32) -> u32 {
 /// The CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
@@ -291,7 +291,7 @@ unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
 /// The CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks are for 1.85.
+// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 unsafe fn short_sse42(crc: u32, data: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64};
