@@ -171,7 +171,11 @@ fn long_payloads_round_trip_and_any_changed_byte_is_reported() {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 + len / 5) as u8).collect();
         let (_dir, path) = scratch();
         ring_with(&path, size, &[&data, b"next"]);
-        assert_eq!(peek_all(&path), vec![data.clone(), b"next".to_vec()], "{len}");
+        assert_eq!(
+            peek_all(&path),
+            vec![data.clone(), b"next".to_vec()],
+            "{len}"
+        );
         assert!(mmring::verify(&path).unwrap().is_clean(), "{len}");
         assert_eq!(drain(&path), vec![data.clone(), b"next".to_vec()], "{len}");
 
