@@ -28,9 +28,13 @@
 //! `vmovdqu` in `asm!` blocks. An `asm!` block behaves as some sequence of operations
 //! of the abstract machine would; a 32-byte move from or to four aligned `AtomicU64`
 //! cells behaves as four relaxed atomic loads or stores of them, the same accesses,
-//! cell for cell, as the word-wise copy makes, and x86 performs each aligned 8-byte
-//! part of a vector access as one access (a racing reader still sees whole words, as
-//! it would word by word; the seqlock rejects the copy either way). The blocks are not
+//! cell for cell, as the word-wise copy makes, provided the CPU performs each aligned
+//! 8-byte part of a vector access as one access. That is an assumption about the
+//! hardware, not a documented promise: x86 CPUs behave so, but the manuals promise it
+//! in writing only for aligned 16-byte moves on CPUs with AVX, and say that wider
+//! accesses "may be implemented using multiple memory accesses". If a part did tear,
+//! only a copy that races a writer could see it, and such a copy is rejected anyway
+//! (the seqlock re-check, or the checksum). The blocks are not
 //! marked `readonly`, `nomem` or `pure`, so the compiler keeps them in place with
 //! respect to the fences and atomics around the copy. Everything else here works on
 //! registers or on the caller's private bytes.
@@ -414,6 +418,8 @@ mod tests {
             let (crc, done) = stored.expect("supported");
             assert!(done <= words);
             assert_eq!(done == 0, words < least, "{words} words");
+            // Chunks go on while a whole one fits: less than one is left over.
+            assert!(words - done < least, "{words} words: {done} done");
             assert_eq!(
                 crc,
                 crc32c::crc32c_append(prior, &bytes[..done * 8]),
