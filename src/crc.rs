@@ -86,6 +86,36 @@ pub(crate) fn crc32c_append_copy(crc: u32, run: impl CopyWords) -> u32 {
     copy_portable(crc, run)
 }
 
+/// [`crc32c_append_copy`] for a short run (a payload under 256 bytes): one stream, in
+/// order, without the split into streams, whose setup costs more than it saves on a
+/// few words.
+#[inline]
+pub(crate) fn crc32c_append_copy_short(crc: u32, run: impl CopyWords) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: `copy_short_sse42` only requires SSE4.2, which the CPU was just found
+        // to support.
+        return unsafe { copy_short_sse42(crc, run) };
+    }
+    copy_portable(crc, run)
+}
+
+/// `crc32c_append_copy_short` with the SSE4.2 `crc32` instruction.
+///
+/// # Safety
+/// The CPU must support SSE4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn copy_short_sse42<W: CopyWords>(crc: u32, run: W) -> u32 {
+    use std::arch::x86_64::_mm_crc32_u64;
+    let mut state = u64::from(!crc);
+    for word in run.into_words() {
+        state = _mm_crc32_u64(state, W::copy(word));
+    }
+    // The instruction keeps the 32-bit state in the low half.
+    !(state as u32)
+}
+
 /// `crc32c_append_copy` without the instruction: the words in batches through the
 /// `crc32c` crate. Kept out of line, so that the dispatch inlines into its callers.
 #[inline(never)]

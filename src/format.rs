@@ -547,6 +547,58 @@ pub(crate) const REC_HEADER_WORDS: usize = REC_HEADER_LEN / 8;
 /// stores (word-aligned atomics), without going through bytes.
 pub(crate) type RecordHeaderWords = [u64; REC_HEADER_WORDS];
 
+/// What is wrong with a record header, with the values found. Kept as numbers until
+/// it is reported ([`MetaFault::explain`]): building the message where the header is
+/// checked made that check, on every pop, spill most of its registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetaFault {
+    /// A stamp in the last bytes of the region, where no header fits.
+    NoRoom,
+    /// The metadata checksum does not match.
+    MetaCrc { stored: u32, computed: u32 },
+    /// An entry version this build does not know.
+    Version(u64),
+    /// The data size differs from the one in the claim word.
+    ClaimedLen { data_len: u32, claimed: u32 },
+    /// The record would not fit the region at its offset.
+    DoesNotFit { data_len: u32, offset: usize },
+    /// The ID is not the record's position.
+    Id { id: u64, pos: u64 },
+}
+
+impl MetaFault {
+    /// The record-relative offset of the offending field, and what is wrong with it.
+    #[cold]
+    pub(crate) fn explain(self) -> (usize, String) {
+        match self {
+            MetaFault::NoRoom => (
+                REC_STAMP_OFFSET,
+                "a record stamp where no record header fits (a damaged stamp)".into(),
+            ),
+            MetaFault::MetaCrc { stored, computed } => (
+                REC_META_CRC_OFFSET,
+                format!("metadata checksum is {stored:#010x}, computed {computed:#010x}"),
+            ),
+            MetaFault::Version(version) => (
+                REC_VERSION_OFFSET,
+                format!("entry version is {version}, expected {ENTRY_VERSION}"),
+            ),
+            MetaFault::ClaimedLen { data_len, claimed } => (
+                REC_DATA_LEN_OFFSET,
+                format!("data size {data_len} differs from the claimed {claimed}"),
+            ),
+            MetaFault::DoesNotFit { data_len, offset } => (
+                REC_DATA_LEN_OFFSET,
+                format!("data size {data_len} does not fit the region at offset {offset}"),
+            ),
+            MetaFault::Id { id, pos } => (
+                REC_ID_OFFSET,
+                format!("id is {id}, expected the position {pos}"),
+            ),
+        }
+    }
+}
+
 /// CRC32C over the record position and bytes `8..16` and `20..56` of the header
 /// (given as words): everything in the header but the stamp and the checksum itself.
 /// Including the position binds the metadata to the place it was written, so a stale
@@ -614,27 +666,25 @@ impl RecordMeta {
         region_len: u64,
     ) -> Result<RecordMeta, (usize, String)> {
         RecordMeta::from_words(pos, (pos % region_len) as usize, &words_of(b), region_len)
+            .map_err(MetaFault::explain)
     }
 
     /// Decodes and checks the header, given as words (the stamp word is not used), of
     /// the record at `pos`, which is at `offset` (`pos % region_len`) in a region of
-    /// `region_len` bytes. On failure returns the record-relative offset of the
-    /// offending field and what is wrong with it.
+    /// `region_len` bytes. On failure returns what is wrong, which
+    /// [`MetaFault::explain`] turns into the offending field and a message.
     #[inline]
     pub(crate) fn from_words(
         pos: u64,
         offset: usize,
         w: &RecordHeaderWords,
         region_len: u64,
-    ) -> Result<RecordMeta, (usize, String)> {
+    ) -> Result<RecordMeta, MetaFault> {
         debug_assert_eq!(offset as u64, pos % region_len);
         let stored = w[2] as u32;
         let computed = meta_crc_words(pos, w);
         if stored != computed {
-            return Err((
-                REC_META_CRC_OFFSET,
-                format!("metadata checksum is {stored:#010x}, computed {computed:#010x}"),
-            ));
+            return Err(MetaFault::MetaCrc { stored, computed });
         }
         let meta = RecordMeta {
             version: (w[2] >> 32) | (w[3] << 32),
@@ -645,42 +695,27 @@ impl RecordMeta {
             write_time_ms: w[6],
         };
         if meta.version != ENTRY_VERSION {
-            return Err((
-                REC_VERSION_OFFSET,
-                format!(
-                    "entry version is {}, expected {ENTRY_VERSION}",
-                    meta.version
-                ),
-            ));
+            return Err(MetaFault::Version(meta.version));
         }
         let claimed = claim_data_len(w[1]);
         if claimed != meta.data_len {
-            return Err((
-                REC_DATA_LEN_OFFSET,
-                format!(
-                    "data size {} differs from the claimed {claimed}",
-                    meta.data_len
-                ),
-            ));
+            return Err(MetaFault::ClaimedLen {
+                data_len: meta.data_len,
+                claimed,
+            });
         }
         // Prevents a record from reaching past the end of the region (the payload is
         // copied with this length) and huge allocations.
         if meta.data_len > max_data_len(region_len)
             || offset as u64 + record_len(meta.data_len) > region_len
         {
-            return Err((
-                REC_DATA_LEN_OFFSET,
-                format!(
-                    "data size {} does not fit the region at offset {offset}",
-                    meta.data_len
-                ),
-            ));
+            return Err(MetaFault::DoesNotFit {
+                data_len: meta.data_len,
+                offset,
+            });
         }
         if meta.id != pos {
-            return Err((
-                REC_ID_OFFSET,
-                format!("id is {}, expected the position {pos}", meta.id),
-            ));
+            return Err(MetaFault::Id { id: meta.id, pos });
         }
         Ok(meta)
     }

@@ -17,7 +17,7 @@
 //! `SKIPPED` stamps up to the next record.
 
 use crate::format::{
-    self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN,
+    self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN, MetaFault,
     NOTIFY_OFFSET, POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET,
     REC_HEADER_LEN, REC_HEADER_WORDS, RECORD_ALIGN, RecordHeaderWords, RecordMeta, STATE_ABANDONED,
     STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
@@ -979,7 +979,7 @@ impl<R: Region> RawRing<R> {
             }
             let meta = match self.read_meta_at(read, off) {
                 Ok(meta) => meta,
-                Err((field, what)) => {
+                Err(fault) => {
                     // As below for a valid record: a stamp at or past write_pos is not
                     // a record (stale or forged), and there is nothing to skip there,
                     // so handing it to the skip would bring us back here forever.
@@ -989,6 +989,7 @@ impl<R: Region> RawRing<R> {
                     if !self.head_unchanged(read, stamp) {
                         continue; // torn by a concurrent overwrite, not damaged
                     }
+                    let (field, what) = fault.explain();
                     match self.skip_damaged(read, stamp, field, &what)? {
                         Head::Damaged(e) => return Err(e),
                         _ => continue, // another reader skipped (and reported) it
@@ -1077,17 +1078,15 @@ impl<R: Region> RawRing<R> {
     /// bytes of the region, where no header fits, can only come from damage.
     fn read_meta(&self, pos: u64) -> Result<RecordMeta, (usize, String)> {
         self.read_meta_at(pos, self.rec_off(pos))
+            .map_err(MetaFault::explain)
     }
 
     /// `read_meta` for a caller that has computed `off = rec_off(pos)` already.
-    fn read_meta_at(&self, pos: u64, off: usize) -> Result<RecordMeta, (usize, String)> {
+    fn read_meta_at(&self, pos: u64, off: usize) -> Result<RecordMeta, MetaFault> {
         debug_assert_eq!(off, self.rec_off(pos));
         // Same as fits_in_lap(pos, REC_HEADER_LEN), without a second division.
         if off - HEADER_LEN + REC_HEADER_LEN > self.params.region_len as usize {
-            return Err((
-                format::REC_STAMP_OFFSET,
-                "a record stamp where no record header fits (a damaged stamp)".into(),
-            ));
+            return Err(MetaFault::NoRoom);
         }
         // Word by word: the header's fields are whole words or halves of words.
         let mut words: RecordHeaderWords = [0; REC_HEADER_WORDS];
