@@ -277,21 +277,24 @@ pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
     }
 }
 
-/// CRC32C of six little-endian `u64` words followed by a little-endian `u32`: the 52
-/// bytes a record's metadata checksum covers (`format::meta_crc`), as straight-line
-/// code instead of a loop over a slice.
-pub(crate) fn crc32c_meta(words: [u64; 6], tail: u32) -> u32 {
+/// CRC32C of two little-endian `u64` words, a little-endian `u32` and four more `u64`
+/// words: the 52 bytes a record's metadata checksum covers (`format::meta_crc`), split
+/// where the header's words split them, so that no word has to be reassembled from
+/// two halves; as straight-line code instead of a loop over a slice.
+pub(crate) fn crc32c_meta(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {
         // SAFETY: `meta_sse42` only requires SSE4.2, which the CPU was just found to
         // support.
-        return unsafe { meta_sse42(words, tail) };
+        return unsafe { meta_sse42(head, half, rest) };
     }
     let mut bytes = [0u8; 52];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+    bytes[..8].copy_from_slice(&head[0].to_le_bytes());
+    bytes[8..16].copy_from_slice(&head[1].to_le_bytes());
+    bytes[16..20].copy_from_slice(&half.to_le_bytes());
+    for (chunk, word) in bytes[20..].chunks_exact_mut(8).zip(rest) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    bytes[48..].copy_from_slice(&tail.to_le_bytes());
     crc32c::crc32c(&bytes)
 }
 
@@ -301,18 +304,18 @@ pub(crate) fn crc32c_meta(words: [u64; 6], tail: u32) -> u32 {
 /// The CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-// From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
-#[allow(unused_unsafe)]
-unsafe fn meta_sse42(words: [u64; 6], tail: u32) -> u32 {
+fn meta_sse42(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     let mut state = u64::from(!0u32);
-    for word in words {
-        // SAFETY: SSE4.2 is enabled for this function; the caller checked the CPU.
-        state = unsafe { _mm_crc32_u64(state, word) };
+    for word in head {
+        state = _mm_crc32_u64(state, word);
     }
     // The instruction keeps the 32-bit state in the low half.
-    // SAFETY: as above.
-    !unsafe { _mm_crc32_u32(state as u32, tail) }
+    let mut state = u64::from(_mm_crc32_u32(state as u32, half));
+    for word in rest {
+        state = _mm_crc32_u64(state, word);
+    }
+    !(state as u32)
 }
 
 /// CRC32C with one `crc32` instruction per 8 bytes, then at most three for the rest.
@@ -481,14 +484,18 @@ mod tests {
 
     #[test]
     fn meta_matches_the_reference_over_the_same_bytes() {
-        let words = [1, u64::MAX, 0x0102_0304_0506_0708, 0, 42, 1 << 63];
-        let tail = 0xa5a5_1234;
+        let head: [u64; 2] = [1, u64::MAX];
+        let half = 0xa5a5_1234;
+        let rest: [u64; 4] = [0x0102_0304_0506_0708, 0, 42, 1 << 63];
         let mut bytes = Vec::new();
-        for word in words {
+        for word in head {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
-        bytes.extend_from_slice(&u32::to_le_bytes(tail));
-        assert_eq!(crc32c_meta(words, tail), crc32c::crc32c(&bytes));
+        bytes.extend_from_slice(&u32::to_le_bytes(half));
+        for word in rest {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        assert_eq!(crc32c_meta(head, half, rest), crc32c::crc32c(&bytes));
     }
 
     #[test]

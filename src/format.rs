@@ -605,12 +605,9 @@ impl MetaFault {
 /// header from an earlier lap never validates.
 #[inline]
 fn meta_crc_words(pos: u64, w: &RecordHeaderWords) -> u32 {
-    // Bytes 20..56 start in the high half of word 2: six words and a tail, so the
-    // checksum is straight-line code.
+    // Bytes 20..56 are the high half of word 2 and words 3 to 6 whole.
     const _: () = assert!(REC_VERSION_OFFSET == 2 * 8 + 4 && REC_HEADER_WORDS == 7);
-    let joined = |i: usize| (w[i] >> 32) | (w[i + 1] << 32);
-    let words = [pos, w[1], joined(2), joined(3), joined(4), joined(5)];
-    crate::crc::crc32c_meta(words, (w[6] >> 32) as u32)
+    crate::crc::crc32c_meta([pos, w[1]], (w[2] >> 32) as u32, [w[3], w[4], w[5], w[6]])
 }
 
 /// The words of a header given as bytes.
