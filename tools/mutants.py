@@ -100,11 +100,9 @@ MUTANTS = [
         "meta-crc-ignored",
         "src/format.rs",
         """        if stored != computed {
-            return Err((
-                REC_META_CRC_OFFSET,""",
+            return Err(MetaFault::MetaCrc { stored, computed });""",
         """        if false && stored != computed {
-            return Err((
-                REC_META_CRC_OFFSET,""",
+            return Err(MetaFault::MetaCrc { stored, computed });""",
         "record metadata is trusted without its checksum",
     ),
     Mutant(
@@ -259,6 +257,14 @@ MUTANTS = [
         """        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {""",
         """        if stuck_ms < PROBE_AFTER_MS {""",
         "an unclaimed head is judged by the writer an earlier lap left in its claim word",
+    ),
+    Mutant(
+        "short-copy-skips-the-tail",
+        "src/region.rs",
+        """        load_part(last, 0, tail);
+        crc = crate::crc::crc32c_append(crc, tail);""",
+        """        load_part(last, 0, tail);""",
+        "the one-pass copy of a short payload leaves its last partial word out of the checksum",
     ),
     Mutant(
         "wide-skips-a-stream",
