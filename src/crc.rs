@@ -86,9 +86,10 @@ pub(crate) fn crc32c_append_copy(crc: u32, run: impl CopyWords) -> u32 {
     copy_portable(crc, run)
 }
 
-/// [`crc32c_append_copy`] for a short run (a payload under 256 bytes): one stream, in
-/// order, without the split into streams, whose setup costs more than it saves on a
-/// few words.
+/// [`crc32c_append_copy`] for a run of fewer than [`MIN_SPLIT_WORDS`] words, which that
+/// function too would checksum in one stream: the same loop, without the checks of a
+/// second CPU feature and of the split into streams, in a function small enough not to
+/// need a stack frame.
 #[inline]
 pub(crate) fn crc32c_append_copy_short(crc: u32, run: impl CopyWords) -> u32 {
     #[cfg(target_arch = "x86_64")]
@@ -103,7 +104,7 @@ pub(crate) fn crc32c_append_copy_short(crc: u32, run: impl CopyWords) -> u32 {
 /// `crc32c_append_copy_short` with the SSE4.2 `crc32` instruction.
 ///
 /// # Safety
-/// The CPU must support SSE4.2.
+/// Calling it where SSE4.2 is not enabled needs `unsafe`: the CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 fn copy_short_sse42<W: CopyWords>(crc: u32, run: W) -> u32 {
@@ -190,7 +191,6 @@ const fn shift_constants() -> [u32; SHIFT_WORDS + 1] {
 // From Rust 1.87 the intrinsics are safe inside this function; the blocks predate that.
 #[allow(unused_unsafe)]
 unsafe fn copy_x86<W: CopyWords>(crc: u32, mut run: W) -> u32 {
-    use std::arch::x86_64::_mm_crc32_u64;
     let mut state = !crc;
     while run.words() >= 3 * MAX_BLOCK_WORDS {
         let (chunk, rest) = run.split_at(3 * MAX_BLOCK_WORDS);
@@ -206,14 +206,9 @@ unsafe fn copy_x86<W: CopyWords>(crc: u32, mut run: W) -> u32 {
         state = unsafe { three_streams(state, chunk, block) };
         run = rest;
     }
-    let mut state = u64::from(state);
-    for word in run.into_words() {
-        let word = W::copy(word);
-        // SAFETY: as above.
-        state = unsafe { _mm_crc32_u64(state, word) };
-    }
-    // The instruction keeps the 32-bit state in the low half.
-    !(state as u32)
+    // The rest, fewer than MIN_SPLIT_WORDS words, in one stream. (`copy_short_sse42`
+    // takes a CRC, the complement of the register, and returns one.)
+    copy_short_sse42(!state, run)
 }
 
 /// Copies `chunk`, three blocks of `block` words (`1 <= block <= MAX_BLOCK_WORDS`), in
@@ -278,7 +273,7 @@ pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
 }
 
 /// CRC32C of two little-endian `u64` words, a little-endian `u32` and four more `u64`
-/// words: the 52 bytes a record's metadata checksum covers (`format::meta_crc`), split
+/// words: the 52 bytes a record's metadata checksum covers (`format::meta_crc_words`), split
 /// where the header's words split them, so that no word has to be reassembled from
 /// two halves; as straight-line code instead of a loop over a slice.
 pub(crate) fn crc32c_meta(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
@@ -288,6 +283,11 @@ pub(crate) fn crc32c_meta(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
         // support.
         return unsafe { meta_sse42(head, half, rest) };
     }
+    meta_portable(head, half, rest)
+}
+
+/// `crc32c_meta` without the instruction, through the `crc32c` crate.
+fn meta_portable(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
     let mut bytes = [0u8; 52];
     bytes[..8].copy_from_slice(&head[0].to_le_bytes());
     bytes[8..16].copy_from_slice(&head[1].to_le_bytes());
@@ -442,9 +442,10 @@ mod tests {
         for n in word_counts() {
             let expected = crc32c::crc32c_append(0x1234_5678, &bytes[..n * 8]);
             type Copier = for<'a> fn(u32, Probe<'a>) -> u32;
-            let ways: [(&str, Copier); 2] = [
+            let ways: [(&str, Copier); 3] = [
                 ("dispatched", |crc, run| crc32c_append_copy(crc, run)),
                 ("portable", |crc, run| copy_portable(crc, run)),
+                ("short", |crc, run| crc32c_append_copy_short(crc, run)),
             ];
             for (way, copier) in ways {
                 let mut out = vec![0; n];
@@ -496,6 +497,7 @@ mod tests {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
         assert_eq!(crc32c_meta(head, half, rest), crc32c::crc32c(&bytes));
+        assert_eq!(meta_portable(head, half, rest), crc32c::crc32c(&bytes));
     }
 
     #[test]

@@ -823,6 +823,56 @@ mod tests {
     }
 
     #[test]
+    fn header_faults_name_their_field_and_values() {
+        let cases = [
+            (
+                MetaFault::NoRoom,
+                REC_STAMP_OFFSET,
+                "where no record header fits",
+            ),
+            (
+                MetaFault::MetaCrc {
+                    stored: 0xdead_beef,
+                    computed: 0x1234,
+                },
+                REC_META_CRC_OFFSET,
+                "metadata checksum is 0xdeadbeef, computed 0x00001234",
+            ),
+            (
+                MetaFault::Version(7),
+                REC_VERSION_OFFSET,
+                "entry version is 7",
+            ),
+            (
+                MetaFault::ClaimedLen {
+                    data_len: 9,
+                    claimed: 8,
+                },
+                REC_DATA_LEN_OFFSET,
+                "data size 9 differs from the claimed 8",
+            ),
+            (
+                MetaFault::DoesNotFit {
+                    data_len: 9,
+                    offset: 4096,
+                },
+                REC_DATA_LEN_OFFSET,
+                "data size 9 does not fit the region at offset 4096",
+            ),
+            (
+                MetaFault::Id { id: 3, pos: 64 },
+                REC_ID_OFFSET,
+                "id is 3, expected the position 64",
+            ),
+        ];
+        for (fault, field, says) in cases {
+            let (at, what) = fault.explain();
+            assert_eq!(at, field, "{fault:?}");
+            assert!(what.contains(says), "{fault:?}: {what}");
+        }
+    }
+
+    #[test]
     fn stamps_identify_their_position() {
         let s = stamp(4096, STATE_COMMITTED);
         assert_eq!(stamp_state(s, 4096), Some(STATE_COMMITTED));

@@ -204,21 +204,26 @@ fn merge_part(cell: &AtomicU64, from: usize, bytes: &[u8]) {
 }
 
 /// Payloads shorter than this, at a word-aligned offset (every record's payload), take
-/// the short path: one CRC stream fed each word as it is copied, in a function small
-/// enough to inline into the ring's loops. From 256 bytes the copy is split into
-/// three streams (`crc.rs`), and from 3 KiB moved by vectors (`wide.rs`); their setup,
-/// and the large stack frame it gives a function, cost more than they save on a few
-/// words. Measured with callgrind on 64-byte entries through push_batch + pop_batch:
-/// this path takes about 40 instructions per entry fewer than a copy followed by a
-/// separate checksum pass, and about 110 fewer than the three-stream path.
-const FUSE_MIN: usize = 256;
+/// the short path: one CRC stream fed each word as it is copied
+/// ([`crc32c_append_copy_short`](crate::crc::crc32c_append_copy_short)), in a function
+/// small enough to inline into the ring's loops. Longer ones (split into three streams
+/// by `crc.rs`, moved by vectors from 3 KiB by `wide.rs`) and unaligned ones take the
+/// general path, out of line: its head-word and vector checks, the second feature
+/// check of `crc.rs` and the stack frame all that needs cost more than they save on a
+/// few words. Measured with callgrind on 64-byte entries through push_batch +
+/// pop_batch: about 45 instructions per entry fewer than a copy followed by a separate
+/// checksum pass, and about 110 fewer than the general path.
+const LONG_MIN: usize = 256;
+
+// The short path is one stream; `crc.rs` would not split these runs either.
+const _: () = assert!(LONG_MIN <= crate::crc::MIN_SPLIT_WORDS * 8);
 
 /// [`read_words`], returning the CRC32C of the copy: each word is fed to the checksum
 /// as it is loaded, so the payload is passed over once. The CRC is of the bytes as
 /// copied into `dst`, which a racing writer may have torn; the caller compares it with
 /// the record's checksum and validates the copy as after `read_words`.
 pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
-    if dst.len() >= FUSE_MIN || !off.is_multiple_of(8) {
+    if dst.len() >= LONG_MIN || !off.is_multiple_of(8) {
         return read_words_crc_long(words, off, dst);
     }
     let cells = aligned_cells(words, off, dst.len());
@@ -238,8 +243,8 @@ pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) ->
     crc
 }
 
-/// [`read_words_crc`] from `FUSE_MIN` bytes on, or at an unaligned offset: kept out of
-/// line, so that short payloads, the common case, make a small function.
+/// [`read_words_crc`] from `LONG_MIN` bytes on, or at an unaligned offset: kept out of
+/// line, so that short aligned payloads, the common case, make a small function.
 #[inline(never)]
 fn read_words_crc_long(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
     check_range(off, dst.len(), words.len() * 8);
@@ -274,7 +279,7 @@ fn read_words_crc_long(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
 /// [`write_words`], returning the CRC32C of `src`: each word is fed to the checksum as
 /// it is stored, so the payload is passed over once.
 pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
-    if src.len() >= FUSE_MIN || !off.is_multiple_of(8) {
+    if src.len() >= LONG_MIN || !off.is_multiple_of(8) {
         return write_words_crc_long(words, off, src);
     }
     let cells = aligned_cells(words, off, src.len());
@@ -294,7 +299,7 @@ pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u3
     crc
 }
 
-/// [`write_words_crc`] from `FUSE_MIN` bytes on, or at an unaligned offset (see
+/// [`write_words_crc`] from `LONG_MIN` bytes on, or at an unaligned offset (see
 /// [`read_words_crc_long`]).
 #[inline(never)]
 fn write_words_crc_long(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
