@@ -273,9 +273,10 @@ pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
 }
 
 /// CRC32C of two little-endian `u64` words, a little-endian `u32` and four more `u64`
-/// words: the 52 bytes a record's metadata checksum covers (`format::meta_crc_words`), split
-/// where the header's words split them, so that no word has to be reassembled from
-/// two halves; as straight-line code instead of a loop over a slice.
+/// words: the 52 bytes a record's metadata checksum covers
+/// (`format::meta_crc_words`), split where the header's words split them, so that no
+/// word has to be reassembled from two halves; as straight-line code instead of a
+/// loop over a slice.
 pub(crate) fn crc32c_meta(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {
@@ -301,7 +302,7 @@ fn meta_portable(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
 /// `crc32c_meta` with the SSE4.2 instruction.
 ///
 /// # Safety
-/// The CPU must support SSE4.2.
+/// Calling it where SSE4.2 is not enabled needs `unsafe`: the CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 fn meta_sse42(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
