@@ -90,7 +90,7 @@ pub(crate) fn crc32c_append_copy(crc: u32, run: impl CopyWords) -> u32 {
 /// function too would checksum in one stream: the same loop, without the checks of a
 /// second CPU feature and of the split into streams, in a function small enough not to
 /// need a stack frame.
-#[inline]
+#[inline(always)]
 pub(crate) fn crc32c_append_copy_short(crc: u32, run: impl CopyWords) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {
@@ -272,11 +272,46 @@ pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
     }
 }
 
+/// Runs `f` inside a function compiled with SSE4.2 and PCLMULQDQ enabled, where the CPU
+/// has them; elsewhere, simply runs it.
+///
+/// The checksum helpers here are `#[target_feature]` functions, which the compiler
+/// cannot inline into code compiled without those features: called from the batch
+/// loops, each record paid calls and feature checks for its metadata checksum and its
+/// payload copy. Inside `f`, and in everything `f` reaches through `#[inline(always)]`
+/// functions, the helpers inline like any other code. The batch operations run
+/// through this (`RawRing::push_batch`, `RawRing::pop_batch`); the code is the same
+/// either way, only how it is compiled differs.
+#[inline(always)]
+pub(crate) fn with_crc_instructions<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        // SAFETY: `call_x86` only requires SSE4.2 and PCLMULQDQ, which the CPU was just
+        // found to support.
+        return unsafe { call_x86(f) };
+    }
+    f()
+}
+
+/// `f()`, compiled with SSE4.2 and PCLMULQDQ.
+///
+/// # Safety
+/// Calling it where those features are not enabled needs `unsafe`: the CPU must
+/// support them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2,pclmulqdq")]
+fn call_x86<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 /// CRC32C of two little-endian `u64` words, a little-endian `u32` and four more `u64`
 /// words: the 52 bytes a record's metadata checksum covers
 /// (`format::meta_crc_words`), split where the header's words split them, so that no
 /// word has to be reassembled from two halves; as straight-line code instead of a
 /// loop over a slice.
+#[inline(always)]
 pub(crate) fn crc32c_meta(head: [u64; 2], half: u32, rest: [u64; 4]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {

@@ -603,7 +603,7 @@ impl MetaFault {
 /// (given as words): everything in the header but the stamp and the checksum itself.
 /// Including the position binds the metadata to the place it was written, so a stale
 /// header from an earlier lap never validates.
-#[inline]
+#[inline(always)]
 fn meta_crc_words(pos: u64, w: &RecordHeaderWords) -> u32 {
     // Bytes 20..56 are the high half of word 2 and words 3 to 6 whole.
     const _: () = assert!(REC_VERSION_OFFSET == 2 * 8 + 4 && REC_HEADER_WORDS == 7);
@@ -629,6 +629,7 @@ impl RecordMeta {
     }
 
     /// `to_bytes` as words (the stamp word 0).
+    #[inline(always)]
     pub(crate) fn to_words(self, pos: u64, claim: u64) -> RecordHeaderWords {
         // Field offsets (FORMAT.md): meta_crc 16, version 20, data_len 28, ttl 32,
         // id 36, data_crc 44, write_time 48.
@@ -670,7 +671,7 @@ impl RecordMeta {
     /// the record at `pos`, which is at `offset` (`pos % region_len`) in a region of
     /// `region_len` bytes. On failure returns what is wrong, which
     /// [`MetaFault::explain`] turns into the offending field and a message.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn from_words(
         pos: u64,
         offset: usize,

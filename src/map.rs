@@ -71,12 +71,12 @@ impl Region for MmapRegion {
         region::write_words(self.words(), off, src);
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32 {
         region::read_words_crc(self.words(), off, dst)
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_crc(&self, off: usize, src: &[u8]) -> u32 {
         region::write_words_crc(self.words(), off, src)
     }

@@ -222,6 +222,7 @@ const _: () = assert!(LONG_MIN <= crate::crc::MIN_SPLIT_WORDS * 8);
 /// as it is loaded, so the payload is passed over once. The CRC is of the bytes as
 /// copied into `dst`, which a racing writer may have torn; the caller compares it with
 /// the record's checksum and validates the copy as after `read_words`.
+#[inline(always)]
 pub(crate) fn read_words_crc(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
     if dst.len() >= LONG_MIN || !off.is_multiple_of(8) {
         return read_words_crc_long(words, off, dst);
@@ -278,6 +279,7 @@ fn read_words_crc_long(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
 
 /// [`write_words`], returning the CRC32C of `src`: each word is fed to the checksum as
 /// it is stored, so the payload is passed over once.
+#[inline(always)]
 pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
     if src.len() >= LONG_MIN || !off.is_multiple_of(8) {
         return write_words_crc_long(words, off, src);

@@ -16,6 +16,7 @@
 //! and skipped; a range whose length can't be trusted is poisoned word by word with
 //! `SKIPPED` stamps up to the next record.
 
+use crate::crc;
 use crate::format::{
     self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN, MetaFault,
     NOTIFY_OFFSET, POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET,
@@ -383,6 +384,15 @@ impl<R: Region> RawRing<R> {
     /// fills up after the first, or an error follows the first. An error means that
     /// nothing was pushed.
     pub(crate) fn push_batch<T: AsRef<[u8]>>(&self, entries: &[T], ttl_secs: u32) -> Result<usize> {
+        crc::with_crc_instructions(
+            #[inline(always)]
+            || self.push_batch_inner(entries, ttl_secs),
+        )
+    }
+
+    /// `push_batch`, inlined into a function compiled with the checksum instructions.
+    #[inline(always)]
+    fn push_batch_inner<T: AsRef<[u8]>>(&self, entries: &[T], ttl_secs: u32) -> Result<usize> {
         for data in entries {
             self.checked_len(data.as_ref())?;
         }
@@ -481,6 +491,7 @@ impl<R: Region> RawRing<R> {
     /// Claims the reserved record at `pos`, writes `data` into it and commits it.
     /// False if a reader skipped or abandoned the record first (after the abandon
     /// timeout): then nothing of it is delivered and the caller reserves again.
+    #[inline(always)]
     fn write_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) -> bool {
         let off = self.rec_off(pos);
         let claim_word = format::claim(data.len() as u32, self.pid);
@@ -493,6 +504,7 @@ impl<R: Region> RawRing<R> {
 
     /// Writes the header (all but the stamp and claim word) and payload of the record
     /// at `pos` (file offset `off`), which this producer has claimed.
+    #[inline(always)]
     fn fill_record(&self, pos: u64, off: usize, data: &[u8], ttl_secs: u32, write_time_ms: u64) {
         #[cfg(feature = "crash-points")]
         crate::crash::point("push-after-claim");
@@ -519,6 +531,7 @@ impl<R: Region> RawRing<R> {
 
     /// Publishes the claimed and filled record at `pos` (file offset `off`). False if
     /// a reader abandoned it first (after the abandon timeout); then it was skipped.
+    #[inline(always)]
     fn commit(&self, pos: u64, off: usize) -> bool {
         #[cfg(feature = "crash-points")]
         crate::crash::point("push-before-commit");
@@ -857,6 +870,20 @@ impl<R: Region> RawRing<R> {
         metas: &mut Vec<RecordMeta>,
         max: usize,
     ) -> Result<usize> {
+        crc::with_crc_instructions(
+            #[inline(always)]
+            || self.pop_batch_inner(data, metas, max),
+        )
+    }
+
+    /// `pop_batch`, inlined into a function compiled with the checksum instructions.
+    #[inline(always)]
+    fn pop_batch_inner(
+        &self,
+        data: &mut Vec<u8>,
+        metas: &mut Vec<RecordMeta>,
+        max: usize,
+    ) -> Result<usize> {
         metas.clear();
         let mut used = 0; // payload bytes of the records in `metas`
         let mut spins = 0;
@@ -1043,6 +1070,7 @@ impl<R: Region> RawRing<R> {
 
     /// The record a batch takes after `prev`: the one that follows it, or past the
     /// padding at the end of a lap, the first of the next lap.
+    #[inline(always)]
     fn next_in_batch(&self, prev: &Ready) -> Option<Ready> {
         let pos = prev.end;
         let mut off = prev.off + (prev.end - prev.pos) as usize;
@@ -1082,6 +1110,7 @@ impl<R: Region> RawRing<R> {
     }
 
     /// `read_meta` for a caller that has computed `off = rec_off(pos)` already.
+    #[inline(always)]
     fn read_meta_at(&self, pos: u64, off: usize) -> Result<RecordMeta, MetaFault> {
         debug_assert_eq!(off, self.rec_off(pos));
         // Same as fits_in_lap(pos, REC_HEADER_LEN), without a second division.
