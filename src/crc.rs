@@ -17,6 +17,11 @@
 //! carry-less multiplication (PCLMULQDQ) by a constant that depends only on the block
 //! length ([`SHIFTS`]).
 //!
+//! Those are `#[target_feature]` functions, which the compiler cannot inline into code
+//! compiled without the features: each call costs a call and a feature check.
+//! [`with_crc_instructions`] runs a whole batch operation in a function compiled with
+//! them, so that inside it they inline like any other code.
+//!
 //! The `unsafe` here is the SSE4.2 and PCLMULQDQ instructions: `#[target_feature]`
 //! functions, called only after the run-time check that makes them sound.
 
