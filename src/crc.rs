@@ -18,9 +18,9 @@
 //! length ([`SHIFTS`]).
 //!
 //! Those are `#[target_feature]` functions, which the compiler cannot inline into code
-//! compiled without the features: each call costs a call and a feature check.
-//! [`with_crc_instructions`] runs a whole batch operation in a function compiled with
-//! them, so that inside it they inline like any other code.
+//! compiled without the feature. [`with_crc_instructions`] runs a whole batch
+//! operation in a function compiled with SSE4.2, so that inside it they inline like any
+//! other code.
 //!
 //! The `unsafe` here is the SSE4.2 and PCLMULQDQ instructions: `#[target_feature]`
 //! functions, called only after the run-time check that makes them sound.
@@ -277,37 +277,39 @@ pub(crate) unsafe fn shift(state: u32, constant: u32) -> u32 {
     }
 }
 
-/// Runs `f` inside a function compiled with SSE4.2 and PCLMULQDQ enabled, where the CPU
-/// has them; elsewhere, simply runs it.
+/// Runs `f` inside a function compiled with SSE4.2 enabled, where the CPU has it;
+/// elsewhere, simply runs it.
 ///
 /// The checksum helpers here are `#[target_feature]` functions, which the compiler
-/// cannot inline into code compiled without those features: called from the batch
-/// loops, each record paid calls and feature checks for its metadata checksum and its
-/// payload copy. Inside `f`, and in everything `f` reaches through `#[inline(always)]`
-/// functions, the helpers inline like any other code. The batch operations run
-/// through this (`RawRing::push_batch`, `RawRing::pop_batch`); the code is the same
-/// either way, only how it is compiled differs.
+/// cannot inline into code compiled without the feature: called from the batch loops,
+/// each record paid a call for its metadata checksum and one for its payload copy.
+/// Inside `f`, and in everything `f` reaches through `#[inline(always)]` functions, the
+/// helpers inline like any other code; each keeps its own feature check (a load of
+/// std's cached result and a branch). `f` must be an `#[inline(always)]` closure, as in
+/// `RawRing::push_batch`: otherwise it stays a function of its own, compiled without
+/// the feature, and nothing changes. The batch operations run through this
+/// (`RawRing::push_batch`, `RawRing::pop_batch`); the code is the same either way, only
+/// how it is compiled differs. PCLMULQDQ is not needed here: the only users of it, the
+/// long copies, stay out of line and check for it themselves.
 #[inline(always)]
 pub(crate) fn with_crc_instructions<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sse4.2")
-        && std::arch::is_x86_feature_detected!("pclmulqdq")
-    {
-        // SAFETY: `call_x86` only requires SSE4.2 and PCLMULQDQ, which the CPU was just
-        // found to support.
-        return unsafe { call_x86(f) };
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: `call_sse42` only requires SSE4.2, which the CPU was just found to
+        // support.
+        return unsafe { call_sse42(f) };
     }
     f()
 }
 
-/// `f()`, compiled with SSE4.2 and PCLMULQDQ.
+/// Calls `f`; once `f` is inlined here (see [`with_crc_instructions`]), its code is
+/// compiled with SSE4.2.
 ///
 /// # Safety
-/// Calling it where those features are not enabled needs `unsafe`: the CPU must
-/// support them.
+/// Calling it where SSE4.2 is not enabled needs `unsafe`: the CPU must support SSE4.2.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2,pclmulqdq")]
-fn call_x86<T>(f: impl FnOnce() -> T) -> T {
+#[target_feature(enable = "sse4.2")]
+fn call_sse42<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 

@@ -390,7 +390,8 @@ impl<R: Region> RawRing<R> {
         )
     }
 
-    /// `push_batch`, inlined into a function compiled with the checksum instructions.
+    /// `push_batch`, inlined into a function compiled with the checksum instruction
+    /// (`crc::with_crc_instructions`).
     #[inline(always)]
     fn push_batch_inner<T: AsRef<[u8]>>(&self, entries: &[T], ttl_secs: u32) -> Result<usize> {
         for data in entries {
@@ -876,7 +877,8 @@ impl<R: Region> RawRing<R> {
         )
     }
 
-    /// `pop_batch`, inlined into a function compiled with the checksum instructions.
+    /// `pop_batch`, inlined into a function compiled with the checksum instruction
+    /// (`crc::with_crc_instructions`).
     #[inline(always)]
     fn pop_batch_inner(
         &self,
