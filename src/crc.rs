@@ -17,10 +17,10 @@
 //! carry-less multiplication (PCLMULQDQ) by a constant that depends only on the block
 //! length ([`SHIFTS`]).
 //!
-//! Those are `#[target_feature]` functions, which the compiler cannot inline into code
-//! compiled without the feature. [`with_crc_instructions`] runs a whole batch
-//! operation in a function compiled with SSE4.2, so that inside it they inline like any
-//! other code.
+//! The paths with the instructions are `#[target_feature]` functions, which the
+//! compiler cannot inline into code compiled without the features.
+//! [`with_crc_instructions`] runs a whole batch operation in a function compiled with
+//! SSE4.2, so that inside it the short paths inline like any other code.
 //!
 //! The `unsafe` here is the SSE4.2 and PCLMULQDQ instructions: `#[target_feature]`
 //! functions, called only after the run-time check that makes them sound.
