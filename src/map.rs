@@ -38,16 +38,14 @@ impl Region for MmapRegion {
         self.len
     }
 
-    #[inline]
+    #[inline(always)]
     fn atomic(&self, off: usize) -> &AtomicU64 {
-        region::check_word(off, self.len);
-        &self.words()[off / 8]
+        region::cell(self.words(), off)
     }
 
-    #[inline]
+    #[inline(always)]
     fn atomics(&self, off: usize, n: usize) -> &[AtomicU64] {
-        region::check_words(off, n, self.len);
-        &self.words()[off / 8..off / 8 + n]
+        region::cells(self.words(), off, n)
     }
 
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {
@@ -84,7 +82,7 @@ impl Region for MmapRegion {
 
 impl MmapRegion {
     /// The whole mapping as atomic words: the only way the ring touches it.
-    #[inline]
+    #[inline(always)]
     fn words(&self) -> &[AtomicU64] {
         let first = self.map.as_mut_ptr().cast::<AtomicU64>();
         // The map is page-aligned and `len` bytes long, `len` a multiple of 8

@@ -76,25 +76,34 @@ pub(crate) fn check_word_u32(off: usize, region_len: usize) {
     check_range(off, 4, region_len);
 }
 
-/// Panics unless `off` is an aligned word inside a region of `region_len` bytes.
-#[inline]
-pub(crate) fn check_word(off: usize, region_len: usize) {
-    assert!(
-        off.is_multiple_of(8),
-        "mmring bug: unaligned atomic at offset {off}"
-    );
-    check_range(off, 8, region_len);
+/// The word at byte `off` of `words`; panics, as [`check_range`] does, unless `off`
+/// is word-aligned and the word lies inside `words`. One comparison and one test,
+/// with the panic out of line: the ring makes a dozen of these accesses per entry.
+#[inline(always)]
+pub(crate) fn cell(words: &[AtomicU64], off: usize) -> &AtomicU64 {
+    match words.get(off / 8) {
+        Some(cell) if off.is_multiple_of(8) => cell,
+        _ => bad_atomic(off, 1, words.len() * 8),
+    }
 }
 
-/// Panics unless `n` words from `off` are aligned and inside a region of `region_len`
-/// bytes.
-#[inline]
-pub(crate) fn check_words(off: usize, n: usize, region_len: usize) {
-    assert!(
-        off.is_multiple_of(8),
-        "mmring bug: unaligned atomics at offset {off}"
-    );
-    check_range(off, n.saturating_mul(8), region_len);
+/// The `n` words from byte `off` of `words`; panics as [`cell`] does.
+#[inline(always)]
+pub(crate) fn cells(words: &[AtomicU64], off: usize, n: usize) -> &[AtomicU64] {
+    match words.get(off / 8..(off / 8).saturating_add(n)) {
+        Some(cells) if off.is_multiple_of(8) => cells,
+        _ => bad_atomic(off, n, words.len() * 8),
+    }
+}
+
+/// The panic of [`cell`] and [`cells`], out of line.
+#[cold]
+#[inline(never)]
+fn bad_atomic(off: usize, n: usize, region_len: usize) -> ! {
+    if off.is_multiple_of(8) {
+        out_of_range(off, n.saturating_mul(8), region_len)
+    }
+    panic!("mmring bug: unaligned atomic at offset {off}")
 }
 
 /// Copies `dst.len()` bytes starting at byte `off` of `words` into `dst`, one relaxed
@@ -444,13 +453,11 @@ impl Region for HeapRegion {
     }
 
     fn atomic(&self, off: usize) -> &AtomicU64 {
-        check_word(off, self.len());
-        &self.words[off / 8]
+        cell(&self.words, off)
     }
 
     fn atomics(&self, off: usize, n: usize) -> &[AtomicU64] {
-        check_words(off, n, self.len());
-        &self.words[off / 8..off / 8 + n]
+        cells(&self.words, off, n)
     }
 
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {
@@ -596,6 +603,45 @@ mod tests {
     fn aligned_write_past_the_end_is_a_clear_panic() {
         let words = words_of(&[0u8; 64]);
         write_words(&words, 64, &[1]);
+    }
+
+    #[test]
+    fn atomics_reach_every_word_and_nothing_past_the_end() {
+        let words = words_of(&(0..64).collect::<Vec<u8>>());
+        for off in (0..64).step_by(8) {
+            let want = u64::from_le_bytes(std::array::from_fn(|i| (off + i) as u8));
+            assert_eq!(
+                cell(&words, off).load(Ordering::Relaxed),
+                want,
+                "word at {off}"
+            );
+            assert_eq!(cells(&words, off, (64 - off) / 8).len(), (64 - off) / 8);
+        }
+        assert!(cells(&words, 64, 0).is_empty());
+        for bad in [
+            std::panic::catch_unwind(|| cell(&words, 64).load(Ordering::Relaxed)).err(),
+            std::panic::catch_unwind(|| cell(&words, usize::MAX - 7).load(Ordering::Relaxed)).err(),
+            std::panic::catch_unwind(|| cells(&words, 56, 2).len()).err(),
+            std::panic::catch_unwind(|| cells(&words, 8, usize::MAX).len()).err(),
+        ] {
+            let message = bad.expect("an access past the end panics");
+            let text = message
+                .downcast_ref::<String>()
+                .expect("a formatted message");
+            assert!(text.contains("outside a 64-byte region"), "{text}");
+        }
+        for off in [1, 7, 12] {
+            let message = std::panic::catch_unwind(|| cell(&words, off).load(Ordering::Relaxed))
+                .expect_err("an unaligned access panics");
+            let text = message
+                .downcast_ref::<String>()
+                .expect("a formatted message");
+            assert_eq!(
+                text,
+                &format!("mmring bug: unaligned atomic at offset {off}")
+            );
+            assert!(std::panic::catch_unwind(|| cells(&words, off, 1).len()).is_err());
+        }
     }
 
     #[test]
