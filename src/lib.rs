@@ -61,6 +61,7 @@ mod error;
 mod format;
 #[cfg(test)]
 mod format_doc;
+mod lap;
 mod process;
 mod region;
 mod ring;

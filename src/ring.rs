@@ -23,6 +23,7 @@ use crate::format::{
     REC_HEADER_LEN, REC_HEADER_WORDS, RECORD_ALIGN, RecordHeaderWords, RecordMeta, STATE_ABANDONED,
     STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
 };
+use crate::lap::LapCache;
 use crate::region::Region;
 use crate::sub_table;
 use crate::sync::{self, AtomicU64, Ordering, fence};
@@ -128,6 +129,10 @@ pub(crate) struct RawRing<R> {
     cached_read: CachePadded<AtomicU64>,
     /// A recent `write_pos`, same reasoning for consumers.
     cached_write: CachePadded<AtomicU64>,
+    /// The lap this handle's producer side and consumer side last worked in, so that
+    /// the hot paths find a record's offset without a division (`lap.rs`).
+    write_lap: LapCache,
+    read_lap: LapCache,
     /// The stuck head this handle is timing. Padded: consumers write it while they
     /// wait for a producer, which reads the fields above on every push.
     stall: CachePadded<Stall>,
@@ -192,6 +197,8 @@ impl<R: Region> RawRing<R> {
             futex,
             cached_read: CachePadded::new(AtomicU64::new(0)),
             cached_write: CachePadded::new(AtomicU64::new(0)),
+            write_lap: LapCache::new(),
+            read_lap: LapCache::new(),
             stall: CachePadded::new(Stall {
                 pos: AtomicU64::new(0),
                 since: AtomicU64::new(0),
@@ -261,6 +268,19 @@ impl<R: Region> RawRing<R> {
         // The remainder is below region_len, which the header check bounded by the
         // file length, so it fits in usize.
         HEADER_LEN + (pos % self.params.region_len) as usize
+    }
+
+    /// `rec_off` of a position a producer reserved: usually in the lap the last one
+    /// was in, which this handle remembers (no division).
+    #[inline(always)]
+    fn write_off(&self, pos: u64) -> usize {
+        HEADER_LEN + self.write_lap.offset(pos, self.params.region_len) as usize
+    }
+
+    /// `rec_off` of a head a consumer takes, as `write_off` for producers.
+    #[inline(always)]
+    fn read_off(&self, pos: u64) -> usize {
+        HEADER_LEN + self.read_lap.offset(pos, self.params.region_len) as usize
     }
 
     fn stamp_at(&self, pos: u64) -> &AtomicU64 {
@@ -417,7 +437,7 @@ impl<R: Region> RawRing<R> {
             // consumer finds the batch complete as soon as it can take its first
             // record, instead of chasing the producer record by record. A batch never
             // wraps, so each record's file offset is the first one's plus the distance.
-            let first_off = self.rec_off(pos);
+            let first_off = self.write_off(pos);
             let off = |at: u64| first_off + (at - pos) as usize;
             let mut claimed = 0;
             let mut at = pos;
@@ -494,7 +514,7 @@ impl<R: Region> RawRing<R> {
     /// timeout): then nothing of it is delivered and the caller reserves again.
     #[inline(always)]
     fn write_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) -> bool {
-        let off = self.rec_off(pos);
+        let off = self.write_off(pos);
         let claim_word = format::claim(data.len() as u32, self.pid);
         if !self.claim_with_off(pos, off, STATE_CLAIMED, Some(claim_word)) {
             return false;
@@ -721,12 +741,16 @@ impl<R: Region> RawRing<R> {
         loop {
             let write = self.write_pos().load(Ordering::Relaxed);
             self.check_pos(write, WRITE_POS_OFFSET)?;
-            let pad = if self.fits_in_lap(write, rec_len) {
-                0
+            // Where `write` falls in its lap; the record starts the next lap if it
+            // does not fit before this one ends.
+            let in_lap = self.write_lap.offset(write, region_len);
+            let (pad, pos_in_lap) = if in_lap + rec_len <= region_len {
+                (0, in_lap)
             } else {
-                self.lap_end(write) - write
+                (region_len - in_lap, 0)
             };
-            let mut end = write + pad + rec_len;
+            let pos = write + pad;
+            let mut end = pos + rec_len;
             let mut room = self.cached_read.load(Ordering::Acquire) + region_len;
             if end > room {
                 // Refresh; positions() also validates the invariant.
@@ -756,7 +780,7 @@ impl<R: Region> RawRing<R> {
                 }
             }
             // A batch never wraps: records after the first end by the end of its lap.
-            let limit = room.min(self.lap_end(end - rec_len));
+            let limit = room.min(pos - pos_in_lap + region_len);
             let mut count = 1;
             while let Some(len) = more(count) {
                 if end + len > limit {
@@ -780,7 +804,7 @@ impl<R: Region> RawRing<R> {
                     self.count(PUSHED_OFFSET);
                     #[cfg(feature = "crash-points")]
                     crate::crash::point("push-after-reserve");
-                    return Ok((write + pad, pad, count));
+                    return Ok((pos, pad, count));
                 }
                 Err(_) => backoff.spin(),
             }
@@ -899,7 +923,7 @@ impl<R: Region> RawRing<R> {
             } else {
                 // After the first move, only a plainly ready head extends the batch.
                 let read = self.read_pos().load(Ordering::Acquire);
-                match self.committed_at(read, self.rec_off(read)) {
+                match self.committed_at(read, self.read_off(read)) {
                     Some(head) => head,
                     None => break,
                 }
@@ -983,8 +1007,8 @@ impl<R: Region> RawRing<R> {
         loop {
             let read = self.read_pos().load(Ordering::Acquire);
             self.check_pos(read, READ_POS_OFFSET)?;
-            // One division per attempt: the offset serves the stamp, header and payload.
-            let off = self.rec_off(read);
+            // One offset per attempt, for the stamp, header and payload.
+            let off = self.read_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.word(off).load(Ordering::Acquire);
             if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
