@@ -659,6 +659,7 @@ impl<R: Region> RawRing<R> {
     }
 
     /// `claim` for a caller that has computed `off = rec_off(pos)` already.
+    #[inline(always)]
     fn claim_with_off(&self, pos: u64, off: usize, state: u64, claim_word: Option<u64>) -> bool {
         debug_assert_eq!(off, self.rec_off(pos));
         let stamp = self.word(off);
