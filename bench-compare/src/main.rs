@@ -4,8 +4,9 @@
 //! every contender, then round 2, ...), so a noisy neighbour slows all of them alike
 //! rather than one. The table reports the median over rounds, the spread (min..max as
 //! a percentage of the median), and the ratio of mmring to each peer (above 1: mmring
-//! is faster). `--quick` runs one tiny round of everything: a smoke test, not a
-//! measurement. See docs/BENCHMARKS.md for the latest results and how to read them.
+//! is faster): the median over rounds of the ratio within each round. `--quick` runs
+//! one tiny round of everything: a smoke test, not a measurement. See
+//! docs/BENCHMARKS.md for the latest results and how to read them.
 //!
 //! ```text
 //! cargo run --release -p bench-compare -- [--quick] [--rounds N] [--dir DIR]
@@ -217,8 +218,8 @@ fn spread(values: &[f64], median: f64) -> f64 {
 /// Prints one table row per contender: throughput scenarios in M entries/s (and GB/s
 /// for large entries), round trips as p50 / p99.
 fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
-    // The figure each ratio compares: entries per second, or 1 / p50.
-    let mut speed = Vec::new();
+    // The figure each ratio compares, round by round: ns per entry, or p50.
+    let mut times: Vec<Vec<f64>> = Vec::new();
     let mut cells = Vec::new();
     for s in samples {
         match s[0] {
@@ -230,6 +231,7 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
                         Sample::RoundTrip { .. } => unreachable!(),
                     })
                     .unzip();
+                times.push(ns.clone());
                 let med = median(&mut ns);
                 let spr = spread(&ns, med);
                 let text = if scenario.entry_len >= 4096 {
@@ -241,7 +243,6 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
                     Some(mut cpu) => format!("{:.1} ns", median(&mut cpu)),
                     None => "—".to_string(),
                 };
-                speed.push(1.0 / med);
                 cells.push((text, spr, cpu));
             }
             Sample::RoundTrip { .. } => {
@@ -252,9 +253,9 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
                         Sample::NsPerEntry(..) => unreachable!(),
                     })
                     .unzip();
+                times.push(p50.clone());
                 let m50 = median(&mut p50);
                 let m99 = median(&mut p99);
-                speed.push(1.0 / m50);
                 cells.push((
                     format!("p50 {} / p99 {}", fmt_ns(m50), fmt_ns(m99)),
                     spread(&p50, m50),
@@ -264,7 +265,9 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
         }
     }
     // Each peer is compared with every mmring row, in table order ("one at a time /
-    // batches" where a scenario has both).
+    // batches" where a scenario has both), round by round: the median of the ratios
+    // of runs made seconds apart, which the machine's slower and faster minutes
+    // affect alike, rather than the ratio of two medians taken over all rounds.
     let ours: Vec<usize> = (0..scenario.contenders.len())
         .filter(|&i| scenario.contenders[i].name.starts_with("mmring"))
         .collect();
@@ -273,7 +276,7 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
             "—".to_string()
         } else {
             ours.iter()
-                .map(|&m| format!("{:.2}×", speed[m] / speed[i]))
+                .map(|&m| format!("{:.2}×", paired_ratio(&times[i], &times[m])))
                 .collect::<Vec<_>>()
                 .join(" / ")
         };
@@ -282,6 +285,13 @@ fn print_rows(scenario: &Scenario, samples: &[Vec<Sample>]) {
             scenario.name, c.name, text, spr, ratio, cpu
         );
     }
+}
+
+/// The median over rounds of `peer[r] / ours[r]`: how many times faster mmring was
+/// than the peer in the same round (times per entry, or latencies: lower is faster).
+fn paired_ratio(peer: &[f64], ours: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = peer.iter().zip(ours).map(|(p, o)| p / o).collect();
+    median(&mut ratios)
 }
 
 fn fmt_ns(ns: f64) -> String {
