@@ -14,10 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The start of a lap (a multiple of the region length) a handle worked in recently.
 ///
-/// Exact whatever value a racing thread stored: the cache only ever holds 0 or
-/// `pos - pos % region_len` for some position, a multiple of `region_len`; and for a
-/// multiple `start` with `start <= pos < start + region_len`, `pos % region_len ==
-/// pos - start`. Any other `start` fails that test and the division is made.
+/// Exact whatever value a racing thread stored. The cache only ever holds 0 or
+/// `pos - pos % region_len` for some position: a multiple `start` of `region_len`,
+/// and for `start <= pos < start + region_len`, `pos % region_len == pos - start`.
+/// The test is `pos.wrapping_sub(start) < region_len`, which for `pos` below `start`
+/// wraps to `pos + 2^64 - start`, at least `2^64 - start`. So the cache keeps only
+/// lap starts below 2^63 (positions are below 2^62, FORMAT.md, but a damaged one may
+/// be anything): for those the wrapped value exceeds any region length (a file
+/// length, below 2^63 too). Any other `start` fails the test and the division is
+/// made.
+///
 /// Padded: the producer and the consumer side of one handle may run on two threads.
 pub(crate) struct LapCache(CachePadded<AtomicU64>);
 
@@ -30,7 +36,7 @@ impl LapCache {
     #[inline(always)]
     pub(crate) fn offset(&self, pos: u64, region_len: u64) -> u64 {
         let start = self.0.load(Ordering::Relaxed);
-        // Wraps to a large number when `pos` lies before `start`.
+        // Wraps to at least 2^63 when `pos` lies before `start` (see above).
         let in_lap = pos.wrapping_sub(start);
         if in_lap < region_len {
             return in_lap;
@@ -43,7 +49,10 @@ impl LapCache {
     #[inline(never)]
     fn moved(&self, pos: u64, region_len: u64) -> u64 {
         let in_lap = pos % region_len;
-        self.0.store(pos - in_lap, Ordering::Relaxed);
+        let start = pos - in_lap;
+        if start < 1 << 63 {
+            self.0.store(start, Ordering::Relaxed);
+        }
         in_lap
     }
 }
@@ -54,12 +63,18 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Any walk of positions, forwards, backwards and across laps, gives the
-        /// remainder.
+        /// Any walk of positions, forwards, backwards, across laps and across the
+        /// whole range of `u64`, gives the remainder.
         #[test]
         fn offset_is_the_remainder(
             region_len in 1u64..1 << 40,
-            steps in proptest::collection::vec((any::<bool>(), 0u64..1 << 42), 1..64),
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    (any::<bool>(), 0u64..1 << 42),
+                    (any::<bool>(), any::<u64>()),
+                ],
+                1..64,
+            ),
         ) {
             let cache = LapCache::new();
             let mut pos = 0u64;
@@ -94,7 +109,21 @@ mod tests {
     fn positions_at_lap_boundaries() {
         let cache = LapCache::new();
         let region_len = 1000;
-        for pos in [0, 999, 1000, 1001, 1999, 2000, 999, 0, u64::MAX - 1, 5000] {
+        for pos in [
+            0,
+            999,
+            1000,
+            1001,
+            1999,
+            2000,
+            999,
+            0,
+            u64::MAX - 1,
+            5000,
+            u64::MAX,
+            100,
+            0,
+        ] {
             assert_eq!(cache.offset(pos, region_len), pos % region_len, "{pos}");
         }
     }

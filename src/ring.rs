@@ -922,8 +922,14 @@ impl<R: Region> RawRing<R> {
                     None => break,
                 }
             } else {
-                // After the first move, only a plainly ready head extends the batch.
+                // After the first move, only a plainly ready head extends the batch;
+                // a damaged position ends it, for the next pop to report.
+                #[cfg(test)]
+                tests::run_hook("pop-batch-next-move");
                 let read = self.read_pos().load(Ordering::Acquire);
+                if self.check_pos(read, READ_POS_OFFSET).is_err() {
+                    break;
+                }
                 match self.committed_at(read, self.read_off(read)) {
                     Some(head) => head,
                     None => break,
@@ -1785,6 +1791,32 @@ mod tests {
     fn pop(ring: &RawRing<HeapRegion>) -> Option<(u64, Vec<u8>)> {
         let mut buf = Vec::new();
         ring.pop_into(&mut buf).unwrap().map(|m| (m.id, buf))
+    }
+
+    #[test]
+    fn pop_batch_ends_at_a_damaged_read_pos_found_between_its_moves() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        // With a subscriber, every record is a move of read_pos of its own.
+        ring.subscribe("s").unwrap();
+        for data in [b"a", b"b", b"c"] {
+            ring.push(data, 0).unwrap();
+        }
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("pop-batch-next-move", move || {
+                // Another program writes a position that is not a multiple of 8.
+                let read = ring.read_pos().load(Ordering::Relaxed);
+                ring.read_pos().store(read + 3, Ordering::Relaxed);
+            });
+        }
+        let (mut data, mut metas) = (Vec::new(), Vec::new());
+        assert_eq!(ring.pop_batch(&mut data, &mut metas, 8).unwrap(), 1);
+        assert_eq!(&data[..], b"a");
+        match ring.pop_batch(&mut data, &mut metas, 8) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, READ_POS_OFFSET as u64),
+            other => panic!("expected the damaged read position reported, got {other:?}"),
+        }
     }
 
     #[test]
