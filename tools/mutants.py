@@ -226,7 +226,7 @@ MUTANTS = [
     Mutant(
         "batch-wraps",
         "src/ring.rs",
-        """            let limit = room.min(self.lap_end(end - rec_len));""",
+        """            let limit = room.min(pos - pos_in_lap + region_len);""",
         """            let limit = room;""",
         "a batch reservation runs past the end of the lap (records would straddle it)",
     ),
@@ -294,6 +294,29 @@ MUTANTS = [
         """            && read < self.stall.chain_limit.load(Ordering::Relaxed)""",
         """            && read < u64::MAX""",
         "a producer's retry, reserved right behind its abandoned record, is abandoned with it",
+    ),
+    Mutant(
+        "lap-cache-off-by-one",
+        "src/lap.rs",
+        """        if in_lap < region_len {""",
+        """        if in_lap <= region_len {""",
+        "the first position of the next lap is taken for the end of the cached one",
+    ),
+    Mutant(
+        "lap-cache-keeps-any-start",
+        "src/lap.rs",
+        """        if start < 1 << 63 {""",
+        """        if start > 0 || start == 0 {""",
+        "a lap start near 2^64 (from a damaged position) is cached and wraps for small positions",
+    ),
+    Mutant(
+        "pop-batch-trusts-read-pos",
+        "src/ring.rs",
+        """                if self.check_pos(read, READ_POS_OFFSET).is_err() {
+                    break;
+                }""",
+        "",
+        "pop_batch takes a read position written between its moves without checking it",
     ),
 ]
 
