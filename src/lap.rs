@@ -2,10 +2,11 @@
 //! every push and pop.
 //!
 //! Positions grow without wrapping and records live at `pos % region_len` in the
-//! region. A 64-bit division takes tens of cycles; one at a time, a push made two and a
-//! pop one, for a few percent of their time. A handle remembers the start of the lap
-//! it last worked in, one cache for its producer side and one for its consumer side,
-//! and divides only when a position falls outside that lap: once per lap and side.
+//! region. A 64-bit division waits a dozen cycles or more for its result; one at a
+//! time, a push made two and a pop one, about 4 % of their time on one thread
+//! (docs/BENCHMARKS.md, History). A handle remembers the start of the lap it last
+//! worked in, one cache for its producer side and one for its consumer side, and
+//! divides only when a position falls outside that lap: once per lap and side.
 
 use crossbeam_utils::CachePadded;
 // Not the `sync` atomics: the value is a private hint of this handle, every value it
