@@ -38,6 +38,13 @@ pub(crate) trait Region: Send + Sync {
     /// [`write`](Region::write), returning the CRC32C of `src`, computed in the same
     /// pass.
     fn write_crc(&self, off: usize, src: &[u8]) -> u32;
+    /// Asks the CPU to bring the cache lines of the `len` bytes from `off` into this
+    /// core's cache ready for writing, before a producer claims and writes the records
+    /// there: a hint, which accesses no memory. The default asks nothing.
+    #[inline(always)]
+    fn prefetch_for_write(&self, off: usize, len: usize) {
+        let _ = (off, len);
+    }
 }
 
 /// Panics unless `off..off + len` lies inside a region of `region_len` bytes.

@@ -421,7 +421,7 @@ impl<R: Region> RawRing<R> {
         let rec_len = |i: usize| format::record_len(entries[i].as_ref().len() as u32);
         let mut done = 0;
         while done < entries.len() {
-            let (pos, pad, n) = match self.reserve_run(rec_len(done), |i| {
+            let (pos, pad, n, end) = match self.reserve_run(rec_len(done), |i| {
                 (done + i < entries.len()).then(|| rec_len(done + i))
             }) {
                 Ok(run) => run,
@@ -439,6 +439,8 @@ impl<R: Region> RawRing<R> {
             // wraps, so each record's file offset is the first one's plus the distance.
             let first_off = self.write_off(pos);
             let off = |at: u64| first_off + (at - pos) as usize;
+            self.region
+                .prefetch_for_write(first_off, (end - pos) as usize);
             let mut claimed = 0;
             let mut at = pos;
             for data in run {
@@ -515,6 +517,8 @@ impl<R: Region> RawRing<R> {
     #[inline(always)]
     fn write_record(&self, pos: u64, data: &[u8], ttl_secs: u32, write_time_ms: u64) -> bool {
         let off = self.write_off(pos);
+        self.region
+            .prefetch_for_write(off, format::record_len(data.len() as u32) as usize);
         let claim_word = format::claim(data.len() as u32, self.pid);
         if !self.claim_with_off(pos, off, STATE_CLAIMED, Some(claim_word)) {
             return false;
@@ -724,19 +728,19 @@ impl<R: Region> RawRing<R> {
     /// Reserves room for a record of `rec_len` bytes, evicting or failing when full.
     /// Returns the record's position and the padding placed before it.
     fn reserve(&self, rec_len: u64) -> Result<(u64, u64)> {
-        let (pos, pad, _) = self.reserve_run(rec_len, |_| None)?;
+        let (pos, pad, _, _) = self.reserve_run(rec_len, |_| None)?;
         Ok((pos, pad))
     }
 
     /// `reserve`, and with the same compare-and-swap as many of the records `more(1)`,
     /// `more(2)`, ... (their lengths) as fit in the free space before the end of the
-    /// lap. Returns the first record's position, the padding placed before it, and
-    /// how many records were reserved.
+    /// lap. Returns the first record's position, the padding placed before it, how
+    /// many records were reserved, and the end of the last.
     fn reserve_run(
         &self,
         rec_len: u64,
         more: impl Fn(usize) -> Option<u64>,
-    ) -> Result<(u64, u64, usize)> {
+    ) -> Result<(u64, u64, usize, u64)> {
         let region_len = self.params.region_len;
         let backoff = crossbeam_utils::Backoff::new();
         loop {
@@ -805,7 +809,7 @@ impl<R: Region> RawRing<R> {
                     self.count(PUSHED_OFFSET);
                     #[cfg(feature = "crash-points")]
                     crate::crash::point("push-after-reserve");
-                    return Ok((pos, pad, count));
+                    return Ok((pos, pad, count, end));
                 }
                 Err(_) => backoff.spin(),
             }

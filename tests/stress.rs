@@ -16,7 +16,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -273,6 +273,11 @@ fn peek_beside_pushes_and_pops_never_yields_torn_entries() {
     // Peekers are iterating before the first push.
     let start = Barrier::new(PRODUCERS as usize + PEEKERS);
     let started = Instant::now();
+    // Set once a peek has yielded an entry. While the producers overwrite the small
+    // ring faster than a peek copies a record, every iteration is lapped and yields
+    // nothing, and a consumer that then drained the ring before the peekers' last
+    // iteration left them nothing to see; so the consumer waits for this first.
+    let peeked_any = AtomicBool::new(false);
 
     let (push_ids, peeked, popped) = thread::scope(|scope| {
         let producers: Vec<_> = (0..PRODUCERS)
@@ -292,6 +297,7 @@ fn peek_beside_pushes_and_pops_never_yields_torn_entries() {
         let peekers: Vec<_> = (0..PEEKERS)
             .map(|peeker| {
                 let (ring, producers_left, start) = (&ring, &producers_left, &start);
+                let peeked_any = &peeked_any;
                 scope.spawn(move || {
                     let _guard = watch.guard();
                     let mut seen = Vec::new();
@@ -314,6 +320,9 @@ fn peek_beside_pushes_and_pops_never_yields_torn_entries() {
                         }
                         // Within one iteration, peek goes oldest first.
                         assert_consumer_order(&format!("peeker {peeker} iteration"), &iteration);
+                        if !iteration.is_empty() {
+                            peeked_any.store(true, Ordering::Release);
+                        }
                         seen.extend(iteration);
                         if done {
                             return seen;
@@ -325,6 +334,7 @@ fn peek_beside_pushes_and_pops_never_yields_torn_entries() {
         let consumer = scope.spawn(|| {
             let _guard = watch.guard();
             await_condition(watch, "the first eviction", || ring.stats().evicted > 0);
+            await_condition(watch, "a peeked entry", || peeked_any.load(Ordering::Acquire));
             let mut buf = Vec::new();
             let mut received = Vec::new();
             loop {
