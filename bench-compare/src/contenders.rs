@@ -82,6 +82,10 @@ pub fn scenarios() -> Vec<Scenario> {
                     run: Box::new(|c| memcpy::<65536>(c.count(40_000))),
                 },
                 Contender {
+                    name: "memcpy hand-off (two threads)",
+                    run: Box::new(|c| memcpy_hand_off::<65536>(c.count(40_000), BIG_RING_SIZE)),
+                },
+                Contender {
                     name: "word-wise atomic copy (one thread)",
                     run: Box::new(|c| atomic_copy::<65536>(c.count(40_000))),
                 },
@@ -498,6 +502,52 @@ fn memcpy<const N: usize>(n: usize) -> Sample {
         dst[i % N] ^= 1;
         std::hint::black_box(&mut *dst);
     }
+    timer.per_entry(n)
+}
+
+/// What two threads handing entries of `N` bytes to each other need at least: an
+/// `rtrb` byte ring of `size` bytes, each entry copied in and out with `memcpy`, no
+/// header, no checksum, no atomic copy. The consumer checks each entry's number.
+fn memcpy_hand_off<const N: usize>(n: usize, size: u64) -> Sample {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u8>::new(size as usize);
+    let timer = Timer::start();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut dst = vec![0u8; N];
+            let mut backoff = Backoff::new();
+            for i in 0..n as u64 {
+                let chunk = loop {
+                    if let Ok(chunk) = rx.read_chunk(N) {
+                        break chunk;
+                    }
+                    backoff.wait();
+                };
+                backoff.reset();
+                let (first, second) = chunk.as_slices();
+                dst[..first.len()].copy_from_slice(first);
+                dst[first.len()..].copy_from_slice(second);
+                chunk.commit_all();
+                assert_eq!(seq_of(&dst), i);
+            }
+        });
+        let mut src = vec![7u8; N];
+        let mut backoff = Backoff::new();
+        for i in 0..n as u64 {
+            src[..8].copy_from_slice(&i.to_le_bytes());
+            let mut chunk = loop {
+                if let Ok(chunk) = tx.write_chunk(N) {
+                    break chunk;
+                }
+                backoff.wait();
+            };
+            backoff.reset();
+            let (first, second) = chunk.as_mut_slices();
+            let split = first.len();
+            first.copy_from_slice(&src[..split]);
+            second.copy_from_slice(&src[split..]);
+            chunk.commit_all();
+        }
+    });
     timer.per_entry(n)
 }
 
