@@ -334,7 +334,9 @@ fn peek_beside_pushes_and_pops_never_yields_torn_entries() {
         let consumer = scope.spawn(|| {
             let _guard = watch.guard();
             await_condition(watch, "the first eviction", || ring.stats().evicted > 0);
-            await_condition(watch, "a peeked entry", || peeked_any.load(Ordering::Acquire));
+            await_condition(watch, "a peeked entry", || {
+                peeked_any.load(Ordering::Acquire)
+            });
             let mut buf = Vec::new();
             let mut received = Vec::new();
             loop {
