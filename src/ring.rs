@@ -46,11 +46,13 @@ const HEAD_SPINS: u32 = 64;
 /// descheduled, stopped or dead.
 const PROBE_AFTER_MS: u64 = 10;
 
-/// Bytes of a record, from its start, that a producer asks for (`prefetch_for_write`)
-/// before claiming it: enough for a batch of short records to be asked for whole, so
-/// that the transfers of their lines from the consumer's core overlap instead of
-/// each claim waiting for its own. Asking for all 64 KiB of a long record cost one
-/// thread 10 % of its push + pop (the prefetch loop) and did not help two threads.
+/// Bytes per record that a producer asks for (`prefetch_for_write`) before claiming:
+/// a push the first this many bytes of its record, a batch this many times its
+/// number of records from its start. Enough for a batch of short records to be asked
+/// for whole, so that the transfers of their lines from the consumer's core overlap
+/// instead of each claim waiting for its own. Asking for all 64 KiB of a long record
+/// cost one thread 10 % of its push + pop (the prefetch loop) and did not help two
+/// threads.
 const PREFETCH_RECORD: usize = 4096;
 
 /// Time as the ring needs it. Injected so loom models and tests control it.
@@ -448,19 +450,10 @@ impl<R: Region> RawRing<R> {
             let off = |at: u64| first_off + (at - pos) as usize;
             // The lines the claims and the copies below will wait for, asked for
             // first so that their transfers overlap: the whole run when its records
-            // average at most PREFETCH_RECORD bytes, else that much of each record.
-            let run_len = (end - pos) as usize;
-            if run_len <= n.saturating_mul(PREFETCH_RECORD) {
-                self.region.prefetch_for_write(first_off, run_len);
-            } else {
-                let mut at = pos;
-                for data in run {
-                    let len = format::record_len(data.as_ref().len() as u32);
-                    self.region
-                        .prefetch_for_write(off(at), (len as usize).min(PREFETCH_RECORD));
-                    at += len;
-                }
-            }
+            // average at most PREFETCH_RECORD bytes, else that much per record from
+            // its start.
+            let ask = ((end - pos) as usize).min(n.saturating_mul(PREFETCH_RECORD));
+            self.region.prefetch_for_write(first_off, ask);
             let mut claimed = 0;
             let mut at = pos;
             for data in run {

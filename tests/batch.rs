@@ -96,8 +96,8 @@ fn batches_deliver_what_single_pushes_would_in_order_across_laps() {
 #[test]
 fn batches_of_long_entries_arrive_whole_and_in_order_across_laps() {
     // Entries from 3 KiB (the vector copy) to 40 KiB, alone or beside short ones, in
-    // batches whose records average more than the 4 KiB a producer prefetches of
-    // each, around a 256 KiB ring many times.
+    // batches whose records average more than the 4 KiB per record a producer
+    // prefetches, around a 256 KiB ring many times.
     let (_dir, ring) = ring(256 << 10, OnFull::Reject);
     let mut batch = Batch::new();
     let (mut next_push, mut next_pop) = (0u64, 0u64);
