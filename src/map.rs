@@ -86,15 +86,19 @@ impl Region for MmapRegion {
     /// them all first makes those transfers overlap instead of following one another.
     #[inline(always)]
     fn prefetch_for_write(&self, off: usize, len: usize) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = (off, len);
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
         if has_prefetchw() {
             let start = self.map.as_ptr() as usize + off.min(self.len);
             let end = self.map.as_ptr() as usize + off.saturating_add(len).min(self.len);
             let mut line = start & !(CACHE_LINE - 1);
             while line < end {
-                // SAFETY: PREFETCHW is a hint. It reads and writes no memory, changes
-                // no register or flag, and never faults, whatever the address (here one
-                // inside the mapping anyway); the CPU has it (checked above).
+                // SAFETY: PREFETCHW is a hint. It changes no memory, register or
+                // flag and never faults, whatever the address (here one inside the
+                // mapping anyway); the CPU has it (checked above). `readonly` rather
+                // than `nomem` keeps it in place before the claim's compare-and-swap,
+                // which is where it helps.
                 unsafe {
                     std::arch::asm!(
                         "prefetchw byte ptr [{line}]",
@@ -109,15 +113,22 @@ impl Region for MmapRegion {
 }
 
 /// Bytes per cache line on x86_64, the step of [`MmapRegion::prefetch_for_write`].
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 const CACHE_LINE: usize = 64;
 
 /// Whether this CPU has PREFETCHW (CPUID leaf 0x8000_0001, ECX bit 8), asked once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[inline]
 fn has_prefetchw() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| std::arch::x86_64::__cpuid(0x8000_0001).ecx & (1 << 8) != 0)
+    *HAS.get_or_init(|| {
+        // `__cpuid` is a safe function from Rust 1.94 and unsafe before it; the
+        // crate's minimum is 1.89.
+        #[allow(unused_unsafe)]
+        // SAFETY: every x86_64 CPU has CPUID and its extended leaf 0x8000_0001.
+        let leaf = unsafe { std::arch::x86_64::__cpuid(0x8000_0001) };
+        leaf.ecx & (1 << 8) != 0
+    })
 }
 
 impl MmapRegion {
