@@ -48,12 +48,20 @@ const PROBE_AFTER_MS: u64 = 10;
 
 /// Bytes per record that a producer asks for (`prefetch_for_write`) before claiming:
 /// a push the first this many bytes of its record, a batch this many times its
-/// number of records from its start. Enough for a batch of short records to be asked
-/// for whole, so that the transfers of their lines from the consumer's core overlap
-/// instead of each claim waiting for its own. Asking for all 64 KiB of a long record
-/// cost one thread 10 % of its push + pop (the prefetch loop) and did not help two
-/// threads.
+/// number of records from the start of its run (at most [`PREFETCH_MAX`]). A batch of
+/// short records is so asked for whole, and the transfers of its lines from the
+/// consumer's core overlap instead of each claim waiting for its own; in a batch of
+/// long records only the first records' lines are asked for, and the others' claims
+/// wait as before (a few transfers against copies of kilobytes). Asking for all
+/// 64 KiB of a long record cost one thread 10 % of its push + pop (the prefetch
+/// loop) and did not help two threads.
 const PREFETCH_RECORD: usize = 4096;
+
+/// The most a producer asks for at once: a `push_batch` of thousands of short records
+/// would otherwise prefetch megabytes before its first claim, and lines asked for
+/// that far ahead leave the core's caches before they are written. The batches
+/// measured (32 records of up to 1 KiB, 34 KiB) are asked for whole.
+const PREFETCH_MAX: usize = 64 << 10;
 
 /// Time as the ring needs it. Injected so loom models and tests control it.
 pub(crate) trait Clock: Send + Sync {
@@ -451,8 +459,10 @@ impl<R: Region> RawRing<R> {
             // The lines the claims and the copies below will wait for, asked for
             // first so that their transfers overlap: the whole run when its records
             // average at most PREFETCH_RECORD bytes, else that much per record from
-            // its start.
-            let ask = ((end - pos) as usize).min(n.saturating_mul(PREFETCH_RECORD));
+            // its start, and never more than PREFETCH_MAX.
+            let ask = ((end - pos) as usize)
+                .min(n.saturating_mul(PREFETCH_RECORD))
+                .min(PREFETCH_MAX);
             self.region.prefetch_for_write(first_off, ask);
             let mut claimed = 0;
             let mut at = pos;
