@@ -94,11 +94,11 @@ impl Region for MmapRegion {
             let end = self.map.as_ptr() as usize + off.saturating_add(len).min(self.len);
             let mut line = start & !(CACHE_LINE - 1);
             while line < end {
+                // `readonly` rather than `nomem` keeps the prefetch in place before
+                // the claim's compare-and-swap, which is where it helps.
                 // SAFETY: PREFETCHW is a hint. It changes no memory, register or
                 // flag and never faults, whatever the address (here one inside the
-                // mapping anyway); the CPU has it (checked above). `readonly` rather
-                // than `nomem` keeps it in place before the claim's compare-and-swap,
-                // which is where it helps.
+                // mapping anyway); the CPU has it (checked above).
                 unsafe {
                     std::arch::asm!(
                         "prefetchw byte ptr [{line}]",
