@@ -26,6 +26,7 @@
 //! functions, called only after the run-time check that makes them sound.
 
 /// Inputs of at least this many bytes go to the `crc32c` crate's interleaved loop.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const LONG: usize = 256;
 
 /// The longest block of [`crc32c_append_copy`], in words: longer runs go in chunks of
@@ -65,8 +66,10 @@ pub(crate) trait CopyWords: Sized {
     /// without bounds checks.
     type Words: Iterator<Item = Self::Word>;
     /// The number of words in the run.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn words(&self) -> usize;
     /// The first `mid` words of the run and the rest; `mid <= self.words()`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn split_at(self, mid: usize) -> (Self, Self);
     /// The words of the run, to be copied one by one with [`copy`](CopyWords::copy).
     fn into_words(self) -> Self::Words;

@@ -274,6 +274,11 @@ fn read_words_crc_long(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
         crc = crate::crc::crc32c_append(crc, head_bytes);
     }
     let first = (off + head) / 8;
+    // Mutated only by the vector path, which x86_64 alone has.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", not(loom), not(miri))),
+        allow(unused_mut)
+    )]
     let mut run = Load {
         src: &words[first..first + whole],
         dst: middle,
@@ -331,6 +336,11 @@ fn write_words_crc_long(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
         crc = crate::crc::crc32c_append(crc, head_bytes);
     }
     let first = (off + head) / 8;
+    // Mutated only by the vector path, which x86_64 alone has.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", not(loom), not(miri))),
+        allow(unused_mut)
+    )]
     let mut run = Store {
         src: middle,
         dst: &words[first..first + whole],
