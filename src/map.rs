@@ -84,14 +84,14 @@ impl Region for MmapRegion {
     /// line to be owned by this core; when the consumer's core holds those lines (it
     /// read the previous lap, or its prefetcher ran ahead into this one), asking for
     /// them all first makes those transfers overlap instead of following one another.
+    /// Elsewhere (other architectures, miri) the trait's default, which asks nothing.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     #[inline(always)]
     fn prefetch_for_write(&self, off: usize, len: usize) {
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        let _ = (off, len);
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
         if has_prefetchw() {
-            let start = self.map.as_ptr() as usize + off.min(self.len);
-            let end = self.map.as_ptr() as usize + off.saturating_add(len).min(self.len);
+            let base = self.map.as_ptr() as usize;
+            let start = base + off.min(self.len);
+            let end = base + off.saturating_add(len).min(self.len);
             let mut line = start & !(CACHE_LINE - 1);
             while line < end {
                 // `readonly` rather than `nomem` keeps the prefetch in place before
