@@ -96,8 +96,9 @@ fn checker(region: MmapRegion, header: &Header) -> RawRing<MmapRegion> {
 }
 
 /// Checks the ring file at `path` without changing it: the header's fields and
-/// checksum, the positions, and every record between them (both checksums, every
-/// field, padding and skip marks). Never writes the file (it is opened read-only and
+/// checksum, the positions, every record between them (both checksums, every field,
+/// padding and skip marks), and that the free space holds no stamp for a position not
+/// yet reserved. Never writes the file (it is opened read-only and
 /// mapped copy-on-write), and ends on any bytes.
 ///
 /// A damaged header is reported as a problem (at the offset of the field at fault),
@@ -146,9 +147,10 @@ pub fn walk(path: impl AsRef<Path>, mut visit: impl FnMut(&Span)) -> Result<Repo
     Ok(Report::from_walk(&header, walk, false))
 }
 
-/// Makes the ring at `path` usable again: resets impossible positions and marks every
+/// Makes the ring at `path` usable again: resets impossible positions, marks every
 /// record that can't be trusted so that readers skip it, counting each dropped range
-/// once in [`Stats::corrupt`](crate::Stats::corrupt). Every intact entry stays and is
+/// once in [`Stats::corrupt`](crate::Stats::corrupt), and zeroes stamps in the free
+/// space that no producer wrote. Every intact entry stays and is
 /// delivered in order. The report lists exactly what was dropped or reset (the
 /// [`Action`] of each problem). Run it while no other process uses the ring.
 ///

@@ -10,6 +10,15 @@
 //! `pop` looked again at the same stamp. Fixed in `RawRing::pop_into`: a record whose
 //! metadata fails validation is first checked against the write position, as a valid
 //! one already was, and a stamp at or past it reads as empty.
+//!
+//! `verify_reports_a_stamp_in_the_free_space_that_a_push_would_give_up` (found by
+//! `open_bytes`): an empty ring whose free space held a PADDING stamp for the write
+//! position passed `verify`, yet after one push `pop` reported it as damaged. A push
+//! can't claim a word that already holds a stamp for its position (a reader may act on
+//! such a stamp without a compare-and-swap), so it gives the space up and the forged
+//! stamp enters the ring. Fixed in the check behind `verify` and `repair`: a stamp in
+//! the free space for the position a reservation there will have is a problem, and
+//! `repair` zeroes it.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -17,6 +26,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mmring::inspect::Action;
 use mmring::{OnFull, Options, Ring};
 
 /// Bytes in a ring file before the region (docs/FORMAT.md).
@@ -98,4 +108,71 @@ fn pop_hits_no_endless_loop_on_a_damaged_committed_stamp_at_the_write_position()
             "{name}: {outcomes:?}"
         );
     }
+}
+
+#[test]
+fn verify_reports_a_stamp_in_the_free_space_that_a_push_would_give_up() {
+    const STATE_PADDING: u64 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Overwrite)
+        .create(&path)
+        .unwrap();
+    for i in 0..7u8 {
+        ring.push(&[i; 40]).unwrap();
+    }
+    while ring.pop().unwrap().is_some() {}
+    let stats = ring.stats();
+    let region_len = ring.capacity_bytes();
+    drop(ring);
+    // A PADDING stamp for the write position (the next push's), and one for a position
+    // half a lap on, both in the free space.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let forged = [stats.write_pos, stats.write_pos + region_len / 2];
+    for pos in forged {
+        file.write_all_at(
+            &(pos | STATE_PADDING).to_le_bytes(),
+            HEADER_LEN + pos % region_len,
+        )
+        .unwrap();
+    }
+    drop(file);
+
+    let report = mmring::verify(&path).unwrap();
+    let found: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.offset, p.field, p.position, p.action))
+        .collect();
+    let expected: Vec<_> = forged
+        .iter()
+        .map(|&pos| {
+            (
+                HEADER_LEN + pos % region_len,
+                "stamp",
+                Some(pos),
+                Action::Clear { position: pos },
+            )
+        })
+        .collect();
+    assert_eq!(found, expected, "{:?}", report.problems);
+
+    let report = mmring::repair(&path).unwrap();
+    assert!(report.repaired);
+    assert!(mmring::verify(&path).unwrap().is_clean());
+    let ring = Ring::open(&path).unwrap();
+    let (ids, popped) = within_deadline("push and drain", move || {
+        let ids: Vec<u64> = (0..40u8).map(|i| ring.push(&[i; 40]).unwrap()).collect();
+        let mut popped = Vec::new();
+        while let Some(entry) = ring.pop().unwrap() {
+            popped.push(entry.id());
+        }
+        (ids, popped)
+    });
+    // Every push claimed its own space: none given up, nothing reported as damaged,
+    // and the newest entries (the ring holds fewer than 40) come out in order.
+    assert_eq!(ids[0], stats.write_pos);
+    assert_eq!(popped, ids[ids.len() - popped.len()..]);
 }

@@ -61,6 +61,12 @@ pub enum Action {
         /// First position kept after them.
         end: u64,
     },
+    /// The word in the free space where the record at `position` will start is zeroed:
+    /// it held a stamp for that position that no producer wrote. Nothing is lost.
+    Clear {
+        /// The future position whose word is zeroed.
+        position: u64,
+    },
 }
 
 /// What a stretch of the ring between `read_pos` and `write_pos` holds, as the walk
@@ -278,7 +284,43 @@ impl<R: Region> RawRing<R> {
             }
             pos = end;
         }
+        self.check_free_space(read, write, repair, &mut walk);
         walk
+    }
+
+    /// Reports the words of the free space, `[write, read + region_len)`, that already
+    /// hold a stamp for the position the next reservation there will have, and zeroes
+    /// them when repairing. No producer wrote such a word (positions are never
+    /// reused): the bytes are forged or damaged. A producer can't claim over it,
+    /// because a reader may act on a stamp for its head without a compare-and-swap on
+    /// it (stepping over padding, popping a committed record), so it gives that space
+    /// up and the word enters the ring as a record readers report as damaged.
+    fn check_free_space(&self, read: u64, write: u64, repair: bool, walk: &mut Walk) {
+        let region_len = self.params.region_len;
+        let mut off = write % region_len;
+        for pos in (write..read + region_len).step_by(RECORD_ALIGN as usize) {
+            let word = self.word(HEADER_LEN + off as usize);
+            if let Some(state) = format::stamp_state(word.load(Ordering::Acquire), pos) {
+                walk.problems.push(Finding {
+                    offset: (HEADER_LEN as u64) + off,
+                    field: "stamp",
+                    position: Some(pos),
+                    message: format!(
+                        "free space holds a stamp for position {pos} (state {state}), which \
+                         no producer has reserved yet: forged or damaged bytes, which a push \
+                         there would give up and readers would then report"
+                    ),
+                    action: Action::Clear { position: pos },
+                });
+                if repair {
+                    word.store(0, Ordering::Release);
+                }
+            }
+            off += RECORD_ALIGN;
+            if off == region_len {
+                off = 0;
+            }
+        }
     }
 
     /// A word at `pos` that is no stamp of the record there: a reservation whose

@@ -110,6 +110,9 @@ fn render_json(report: &Report) -> String {
                     Action::Reset { from, to } => {
                         format!("{{\"reset\":{{\"from\":{from},\"to\":{to}}}}}")
                     }
+                    Action::Clear { position } => {
+                        format!("{{\"clear\":{{\"position\":{position}}}}}")
+                    }
                     _ => "null".to_owned(),
                 };
                 format!(
@@ -151,6 +154,8 @@ fn action_text(finding: &Finding, repaired: bool) -> String {
         }
         (Action::Reset { to, .. }, true) => format!("; reset to {to}"),
         (Action::Reset { to, .. }, false) => format!("; --repair resets it to {to}"),
+        (Action::Clear { .. }, true) => "; zeroed".to_owned(),
+        (Action::Clear { .. }, false) => "; --repair zeroes it".to_owned(),
         _ => String::new(),
     }
 }
