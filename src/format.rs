@@ -53,7 +53,7 @@ pub(crate) const DEFAULT_TTL_OFFSET: usize = REGION_LEN_OFFSET + 8;
 pub(crate) const ON_FULL_OFFSET: usize = DEFAULT_TTL_OFFSET + 4;
 /// `u32` milliseconds after which a stalled reservation is abandoned.
 pub(crate) const ABANDON_MS_OFFSET: usize = ON_FULL_OFFSET + 4;
-/// `u32` flags; no flag is defined in version 1, so it must be 0.
+/// `u32` flags (`FLAG_*`); any other bit set makes the file unreadable here.
 pub(crate) const FLAGS_OFFSET: usize = ABANDON_MS_OFFSET + 4;
 /// `u64` creation time in milliseconds since the Unix epoch.
 pub(crate) const CREATED_OFFSET: usize = FLAGS_OFFSET + 4;
@@ -145,8 +145,10 @@ pub(crate) const SUB_STATE_MASK: u64 = 3;
 pub(crate) const RECORD_ALIGN: u64 = 8;
 /// `u64` atomic stamp: the record's position OR'd with its state (`STATE_*`).
 pub(crate) const REC_STAMP_OFFSET: usize = 0;
-/// `u64` atomic claim word: `data_len` in the low 32 bits, writer's PID in the high 32.
-/// Written before the record is claimed, so a reader can skip an abandoned claim.
+/// `u64` atomic claim word: the claimed length in the low 32 bits (the bytes after the
+/// header that the reservation this record starts covers: `data_len`, or more for the
+/// first record of a batch run), the writer field in the high 32. Written before the
+/// record is claimed, so a reader can skip an abandoned claim.
 pub(crate) const REC_CLAIM_OFFSET: usize = REC_STAMP_OFFSET + 8;
 /// `u32` CRC32C of the record position and the rest of the metadata (see `meta_crc`).
 pub(crate) const REC_META_CRC_OFFSET: usize = REC_CLAIM_OFFSET + 8;
@@ -177,6 +179,16 @@ pub(crate) const STATE_PADDING: u64 = 3;
 pub(crate) const STATE_ABANDONED: u64 = 4;
 /// A reader skipping a damaged or unclaimed range marked this word as not a record.
 pub(crate) const STATE_SKIPPED: u64 = 5;
+/// A record of a batch run after its first: complete, and committed together with
+/// the run's first record (only in files with `FLAG_BATCH_RUNS`).
+pub(crate) const STATE_BATCHED: u64 = 6;
+
+/// Header flag: records may be batch runs (`STATE_BATCHED`). Set in every file this
+/// version creates; a reader that does not know batch runs must refuse the file, as
+/// version 1 readers without it do (they require `flags == 0`).
+pub(crate) const FLAG_BATCH_RUNS: u32 = 1;
+/// Every flag this version knows.
+pub(crate) const KNOWN_FLAGS: u32 = FLAG_BATCH_RUNS;
 
 /// `OnFull::Overwrite` in the header.
 pub(crate) const POLICY_OVERWRITE: u32 = 0;
@@ -235,11 +247,20 @@ pub(crate) fn stamp_state(stamp: u64, pos: u64) -> Option<u64> {
 pub(crate) fn starts_record(state: u64) -> bool {
     matches!(
         state,
-        STATE_CLAIMED | STATE_COMMITTED | STATE_PADDING | STATE_ABANDONED
+        STATE_CLAIMED | STATE_COMMITTED | STATE_PADDING | STATE_ABANDONED | STATE_BATCHED
     )
 }
 
-/// The claim word for a record of `data_len` bytes written by `writer`: the writer
+/// Whether a stamp in `state` says the record may be read: `COMMITTED`, or `BATCHED`
+/// (committed with the first record of its run, which a reader has passed to get
+/// here).
+pub(crate) fn readable(state: Option<u64>) -> bool {
+    matches!(state, Some(STATE_COMMITTED | STATE_BATCHED))
+}
+
+/// The claim word for a record claiming `data_len` bytes after its header (its
+/// payload, or for the first record of a batch run the rest of the run) written by
+/// `writer`: the writer
 /// field, a process ID in the low `WRITER_PID_BITS` bits and a tag of its PID
 /// namespace above them (`process::own_writer`).
 pub(crate) fn claim(data_len: u32, writer: u32) -> u64 {
@@ -250,7 +271,8 @@ pub(crate) fn claim(data_len: u32, writer: u32) -> u64 {
 /// 2^22); the 10 bits above hold the PID-namespace tag, 0 for unknown.
 pub(crate) const WRITER_PID_BITS: u32 = 22;
 
-/// The data length carried by a claim word.
+/// The claimed length carried by a claim word: the bytes after the header that a
+/// reader skips with an abandoned record.
 pub(crate) fn claim_data_len(claim: u64) -> u32 {
     (claim & 0xffff_ffff) as u32
 }
@@ -329,6 +351,8 @@ pub(crate) struct Header {
     pub policy: Policy,
     /// Abandon timeout in milliseconds, at least 1.
     pub abandon_ms: u32,
+    /// `FLAG_BATCH_RUNS`: batches are written as runs (DESIGN: Batches).
+    pub batch_runs: bool,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
@@ -373,6 +397,7 @@ impl Header {
             default_ttl_secs,
             policy,
             abandon_ms: abandon_ms.max(1),
+            batch_runs: true,
             created_ms,
         }
     }
@@ -393,6 +418,8 @@ impl Header {
         };
         b[ON_FULL_OFFSET..][..4].copy_from_slice(&policy.to_le_bytes());
         b[ABANDON_MS_OFFSET..][..4].copy_from_slice(&self.abandon_ms.to_le_bytes());
+        let flags = if self.batch_runs { FLAG_BATCH_RUNS } else { 0 };
+        b[FLAGS_OFFSET..][..4].copy_from_slice(&flags.to_le_bytes());
         b[CREATED_OFFSET..][..8].copy_from_slice(&self.created_ms.to_le_bytes());
         let crc = crate::crc::crc32c(&b[..HEADER_CRC_OFFSET]);
         b[HEADER_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
@@ -486,10 +513,13 @@ impl Header {
             ));
         }
         let flags = u32_at(bytes, FLAGS_OFFSET);
-        if flags != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(corrupt(
                 FLAGS_OFFSET,
-                format!("flags are {flags:#x}; version 1 defines none"),
+                format!(
+                    "flags are {flags:#x}; this version knows only {KNOWN_FLAGS:#x} \
+                     (batch runs): a newer mmring wrote the file, or it is damaged"
+                ),
             ));
         }
         Ok(Header {
@@ -499,6 +529,7 @@ impl Header {
             default_ttl_secs: u32_at(bytes, DEFAULT_TTL_OFFSET),
             policy,
             abandon_ms,
+            batch_runs: flags & FLAG_BATCH_RUNS != 0,
             created_ms: u64_at(bytes, CREATED_OFFSET),
         })
     }
@@ -558,7 +589,8 @@ pub(crate) enum MetaFault {
     MetaCrc { stored: u32, computed: u32 },
     /// An entry version this build does not know.
     Version(u64),
-    /// The data size differs from the one in the claim word.
+    /// The data size differs from the length in the claim word (and the record does
+    /// not lead a batch run, whose claim covers the run).
     ClaimedLen { data_len: u32, claimed: u32 },
     /// The record would not fit the region at its offset.
     DoesNotFit { data_len: u32, offset: usize },
@@ -695,8 +727,10 @@ impl RecordMeta {
         if meta.version != ENTRY_VERSION {
             return Err(MetaFault::Version(meta.version));
         }
+        // Longer only for the first record of a batch run, whose claim covers the
+        // run; the caller, which can see the next record, checks that case.
         let claimed = claim_data_len(w[1]);
-        if claimed != meta.data_len {
+        if claimed < meta.data_len {
             return Err(MetaFault::ClaimedLen {
                 data_len: meta.data_len,
                 claimed,

@@ -386,6 +386,7 @@ fn state_table_matches_the_constants() {
         ("PADDING", STATE_PADDING),
         ("ABANDONED", STATE_ABANDONED),
         ("SKIPPED", STATE_SKIPPED),
+        ("BATCHED", STATE_BATCHED),
     ];
     let expected: Vec<(String, u64)> = expected
         .iter()
@@ -423,6 +424,7 @@ fn constant_table_matches_the_constants() {
         ("REC_HEADER_LEN", REC_HEADER_LEN as u64),
         ("RECORD_ALIGN", RECORD_ALIGN),
         ("STATE_MASK", STATE_MASK),
+        ("FLAG_BATCH_RUNS", u64::from(FLAG_BATCH_RUNS)),
         ("MIN_REGION_LEN", MIN_REGION_LEN),
         ("MAX_REGION_LEN", MAX_REGION_LEN),
         ("MIN_FILE_LEN", HEADER_LEN as u64 + MIN_REGION_LEN),

@@ -20,9 +20,10 @@ use crate::format::{
     HEADER_LEN_OFFSET, MAGIC_OFFSET, NOTIFY_OFFSET, ON_FULL_OFFSET, POPPED_OFFSET, PUSHED_OFFSET,
     READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_DATA_CRC_OFFSET, REC_DATA_LEN_OFFSET, REC_ID_OFFSET,
     REC_META_CRC_OFFSET, REC_STAMP_OFFSET, REC_TTL_OFFSET, REC_VERSION_OFFSET,
-    REC_WRITE_TIME_OFFSET, REGION_LEN_OFFSET, RESERVED_OFFSET, STATE_ABANDONED, STATE_CLAIMED,
-    STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, SUB_MASK_OFFSET, SUB_SLOT_COUNT,
-    SUB_SLOT_LEN, SUB_SLOTS_OFFSET, VERSION_OFFSET, WAITERS_OFFSET, WRITE_POS_OFFSET,
+    REC_WRITE_TIME_OFFSET, REGION_LEN_OFFSET, RESERVED_OFFSET, STATE_ABANDONED, STATE_BATCHED,
+    STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, SUB_MASK_OFFSET,
+    SUB_SLOT_COUNT, SUB_SLOT_LEN, SUB_SLOTS_OFFSET, VERSION_OFFSET, WAITERS_OFFSET,
+    WRITE_POS_OFFSET,
 };
 
 /// Length of the file header; the record region starts at this file offset.
@@ -156,8 +157,8 @@ pub fn record_field(offset: usize) -> Option<&'static Field> {
 }
 
 /// The position and state name encoded in a stamp: `stamp` minus its low three bits,
-/// and `"claimed"`, `"committed"`, `"padding"`, `"abandoned"`, `"skipped"`, or
-/// `"none"` (0, 6 and 7 are not states). A stamp belongs to the record at a position
+/// and `"claimed"`, `"committed"`, `"padding"`, `"abandoned"`, `"skipped"`, `"batched"`,
+/// or `"none"` (0 and 7 are not states). A stamp belongs to the record at a position
 /// only if the positions are equal; anything else is stale.
 pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
     let name = match stamp & STATE_MASK {
@@ -166,6 +167,7 @@ pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
         STATE_PADDING => "padding",
         STATE_ABANDONED => "abandoned",
         STATE_SKIPPED => "skipped",
+        STATE_BATCHED => "batched",
         _ => "none",
     };
     (stamp & !STATE_MASK, name)

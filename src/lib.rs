@@ -289,10 +289,11 @@ mod api {
 
         /// Appends `entries` in order, reserving room for as many of them at once as
         /// there is free space for: one atomic operation on the write position for
-        /// the lot instead of one per entry, which is what makes batches faster than
-        /// as many [`push`](Ring::push)es. Entries get the default TTL and increasing
-        /// IDs, like pushes one by one. Returns how many were pushed, from the front
-        /// of `entries`.
+        /// the lot instead of one per entry, and (in rings this version created) one
+        /// claim and one commit for the lot, which readers see all at once. That is
+        /// what makes batches faster than as many [`push`](Ring::push)es. Entries get
+        /// the default TTL and increasing IDs, like pushes one by one. Returns how
+        /// many were pushed, from the front of `entries`.
         ///
         /// A full ring overwrites its oldest entries as for `push`, and an
         /// [`OnFull::Block`] ring waits for room until all are pushed, so both return

@@ -43,17 +43,23 @@ impl LoomRing {
         LoomRing::with_policy(region_len, Policy::Block, abandon_ms)
     }
 
+    /// A ring of a file without batch runs (`FLAG_BATCH_RUNS` clear), as older
+    /// versions made: a batch is written as records of their own.
+    pub fn per_record(region_len: u64, abandon_ms: u32) -> LoomRing {
+        LoomRing::build(region_len, Policy::Reject, abandon_ms, false)
+    }
+
     fn with_policy(region_len: u64, policy: Policy, abandon_ms: u32) -> LoomRing {
+        LoomRing::build(region_len, policy, abandon_ms, true)
+    }
+
+    fn build(region_len: u64, policy: Policy, abandon_ms: u32, batch_runs: bool) -> LoomRing {
         let file_len = HEADER_LEN as u64 + region_len;
-        let header = Header::new(file_len, 0, policy, abandon_ms, 0);
+        let mut header = Header::new(file_len, 0, policy, abandon_ms, 0);
+        header.batch_runs = batch_runs;
         let region = HeapRegion::new(file_len as usize);
         region.write(0, &header.to_bytes());
-        let params = Params {
-            region_len,
-            policy,
-            default_ttl_secs: 0,
-            abandon_ms,
-        };
+        let params = Params::from_header(&header);
         let clock = Box::new(TickingClock(AtomicU64::new(0)));
         let futex = Box::new(crate::wait::LoomFutex::new());
         LoomRing(RawRing::new(region, params, 1, clock, futex).expect("fresh ring"))

@@ -12,6 +12,8 @@
 //! `read_pos`, copies the record out, and CASes `read_pos` past it; only the winner of
 //! that CAS returns the entry, so a consumer that dies mid-pop changes nothing. An
 //! overwriting producer that lacks space advances `read_pos` past the oldest record.
+//! A batch is one reservation and, as a batch run, one claim of its first record
+//! covering the run and one commit, the other records stamped `BATCHED` before it.
 //! A record whose writer stalls longer than the abandon timeout is marked `ABANDONED`
 //! and skipped; a range whose length can't be trusted is poisoned word by word with
 //! `SKIPPED` stamps up to the next record.
@@ -21,7 +23,8 @@ use crate::format::{
     self, ABANDONED_OFFSET, CORRUPT_OFFSET, EVICTED_OFFSET, EXPIRED_OFFSET, HEADER_LEN, MetaFault,
     NOTIFY_OFFSET, POPPED_OFFSET, PUSHED_OFFSET, Policy, READ_POS_OFFSET, REC_CLAIM_OFFSET,
     REC_HEADER_LEN, REC_HEADER_WORDS, RECORD_ALIGN, RecordHeaderWords, RecordMeta, STATE_ABANDONED,
-    STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET, WRITE_POS_OFFSET,
+    STATE_BATCHED, STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED, WAITERS_OFFSET,
+    WRITE_POS_OFFSET,
 };
 use crate::lap::LapCache;
 use crate::region::Region;
@@ -78,6 +81,8 @@ pub(crate) struct Params {
     pub policy: Policy,
     pub default_ttl_secs: u32,
     pub abandon_ms: u32,
+    /// Batches are written as runs, one claim and one commit each (DESIGN: Batches).
+    pub batch_runs: bool,
 }
 
 impl Params {
@@ -88,6 +93,7 @@ impl Params {
             policy: header.policy,
             default_ttl_secs: header.default_ttl_secs,
             abandon_ms: header.abandon_ms,
+            batch_runs: header.batch_runs,
         }
     }
 }
@@ -450,12 +456,12 @@ impl<R: Region> RawRing<R> {
                 self.give_back(pos, run);
                 continue;
             }
-            // Claim every record, write them all, then commit them in order: a
-            // consumer finds the batch complete as soon as it can take its first
-            // record, instead of chasing the producer record by record. A batch never
-            // wraps, so each record's file offset is the first one's plus the distance.
+            // Every record is written before the run (or the first record) is
+            // committed: a consumer finds the batch complete as soon as it can take
+            // its first record, instead of chasing the producer record by record. A
+            // batch never wraps, so each record's file offset is the first one's plus
+            // the distance.
             let first_off = self.write_off(pos);
-            let off = |at: u64| first_off + (at - pos) as usize;
             // The lines the claims and the copies below will wait for, asked for
             // first so that their transfers overlap: the whole run when its records
             // average at most PREFETCH_RECORD bytes, else that much per record from
@@ -464,61 +470,159 @@ impl<R: Region> RawRing<R> {
                 .min(n.saturating_mul(PREFETCH_RECORD))
                 .min(PREFETCH_MAX);
             self.region.prefetch_for_write(first_off, ask);
-            let mut claimed = 0;
-            let mut at = pos;
-            for data in run {
-                #[cfg(test)]
-                tests::run_hook("batch-before-claim");
-                let data_len = data.as_ref().len() as u32;
-                let claim_word = format::claim(data_len, self.pid);
-                if !self.claim_with_off(at, off(at), STATE_CLAIMED, Some(claim_word)) {
-                    // A reader is skipping this record after the abandon timeout; the
-                    // ones after it are given back, and all are pushed again in order.
-                    self.give_back(at + format::record_len(data_len), &run[claimed + 1..]);
-                    break;
-                }
-                claimed += 1;
-                at += format::record_len(data_len);
-            }
-            // Statistics: the reservation counted one record; now every claimed record
-            // counts, plus one for the unclaimed rest a reader's skip will count as one
-            // (DESIGN: Counters).
-            let more = if claimed == n { n - 1 } else { claimed };
-            if more > 0 {
-                self.word(PUSHED_OFFSET)
-                    .fetch_add(more as u64, Ordering::Relaxed);
-            }
-            if claimed < n {
-                // A claim fails only once readers have passed every record before it
-                // (a skip stops at a claimed record), so those were abandoned: their
-                // commits would fail, and writing them could only land in space a
-                // later lap reuses. The whole run is pushed again.
-                self.abandon_claimed(pos, &run[..claimed]);
-                continue;
-            }
-            at = pos;
-            for data in &run[..claimed] {
-                self.fill_record(at, off(at), data.as_ref(), ttl_secs, write_time_ms);
-                at += format::record_len(data.as_ref().len() as u32);
-            }
-            #[cfg(test)]
-            tests::run_hook("batch-before-commit");
-            at = pos;
-            for (i, data) in run[..claimed].iter().enumerate() {
-                if !self.commit(at, off(at)) {
-                    // Abandoned by a reader: this record and the claimed ones after it
-                    // are pushed again, so that the order holds.
-                    self.abandon_claimed(at, &run[i..claimed]);
-                    break;
-                }
-                done += 1;
-                at += format::record_len(data.as_ref().len() as u32);
-            }
+            done += if self.params.batch_runs && n > 1 {
+                self.push_run(pos, end, first_off, run, ttl_secs, write_time_ms)
+            } else {
+                self.push_records(pos, first_off, run, ttl_secs, write_time_ms)
+            };
         }
         if done > 0 {
             self.waiting().notify();
         }
         Ok(done)
+    }
+
+    /// Writes `run`, reserved at `pos..end` (file offset `first_off`) after any
+    /// padding, as a batch run: one claim of its first record whose claim word covers
+    /// the whole run, every record written (those after the first stamped `BATCHED`),
+    /// one commit of the first record. Returns how many entries were delivered: all,
+    /// or none when a reader took the run over after the abandon timeout; the caller
+    /// pushes the rest again. DESIGN: Batches.
+    #[inline(always)]
+    fn push_run<T: AsRef<[u8]>>(
+        &self,
+        pos: u64,
+        end: u64,
+        first_off: usize,
+        run: &[T],
+        ttl_secs: u32,
+        write_time_ms: u64,
+    ) -> usize {
+        #[cfg(test)]
+        tests::run_hook("batch-before-claim");
+        let first = run[0].as_ref();
+        // A reader that abandons the first record steps over this many bytes after its
+        // header: the whole run (`reserve_run` keeps it within `max_data`).
+        let run_claim = format::claim((end - pos) as u32 - REC_HEADER_LEN as u32, self.pid);
+        if !self.claim_with_off(pos, first_off, STATE_CLAIMED, Some(run_claim)) {
+            // A reader is skipping the unclaimed run after the abandon timeout.
+            self.give_back(pos + format::record_len(first.len() as u32), &run[1..]);
+            return 0;
+        }
+        // Claimed: until the commit below, no reader passes the first record except
+        // by abandoning it, which steps over the run; so the run's words are ours.
+        self.fill_record(
+            pos,
+            first_off,
+            first,
+            ttl_secs,
+            write_time_ms,
+            run_claim,
+            false,
+        );
+        let mut at = pos + format::record_len(first.len() as u32);
+        for data in &run[1..] {
+            let data = data.as_ref();
+            let off = first_off + (at - pos) as usize;
+            let claim = format::claim(data.len() as u32, self.pid);
+            self.fill_record(at, off, data, ttl_secs, write_time_ms, claim, true);
+            // SYNC(batched): Release, so that a reader that Acquires this stamp sees
+            // the record whichever way it came here (the run's commit below is what
+            // makes it deliverable: DESIGN: Batches).
+            self.word(off)
+                .store(format::stamp(at, STATE_BATCHED), Ordering::Release);
+            at += format::record_len(data.len() as u32);
+        }
+        debug_assert_eq!(at, end);
+        #[cfg(test)]
+        tests::run_hook("batch-before-commit");
+        if !self.commit(pos, first_off) {
+            // A reader abandoned the first record and stepped over the run, counting
+            // it as one abandoned record, as the reservation counted it pushed.
+            return 0;
+        }
+        // Statistics: the reservation counted one record; the others count once they
+        // are delivered (DESIGN: Counters).
+        self.word(PUSHED_OFFSET)
+            .fetch_add((run.len() - 1) as u64, Ordering::Relaxed);
+        run.len()
+    }
+
+    /// Writes `run`, reserved at `pos` (file offset `first_off`) after any padding,
+    /// as records of their own: every record claimed, then all written, then each
+    /// committed in order; the way of files without `FLAG_BATCH_RUNS`. Returns how
+    /// many entries were delivered, from the front; the caller pushes the rest again.
+    /// DESIGN: Batches.
+    fn push_records<T: AsRef<[u8]>>(
+        &self,
+        pos: u64,
+        first_off: usize,
+        run: &[T],
+        ttl_secs: u32,
+        write_time_ms: u64,
+    ) -> usize {
+        let n = run.len();
+        let off = |at: u64| first_off + (at - pos) as usize;
+        let mut claimed = 0;
+        let mut at = pos;
+        for data in run {
+            #[cfg(test)]
+            tests::run_hook("batch-before-claim");
+            let data_len = data.as_ref().len() as u32;
+            let claim_word = format::claim(data_len, self.pid);
+            if !self.claim_with_off(at, off(at), STATE_CLAIMED, Some(claim_word)) {
+                // A reader is skipping this record after the abandon timeout; the
+                // ones after it are given back, and all are pushed again in order.
+                self.give_back(at + format::record_len(data_len), &run[claimed + 1..]);
+                break;
+            }
+            claimed += 1;
+            at += format::record_len(data_len);
+        }
+        // Statistics: the reservation counted one record; now every claimed record
+        // counts, plus one for the unclaimed rest a reader's skip will count as one
+        // (DESIGN: Counters).
+        let more = if claimed == n { n - 1 } else { claimed };
+        if more > 0 {
+            self.word(PUSHED_OFFSET)
+                .fetch_add(more as u64, Ordering::Relaxed);
+        }
+        if claimed < n {
+            // A claim fails only once readers have passed every record before it
+            // (a skip stops at a claimed record), so those were abandoned: their
+            // commits would fail, and writing them could only land in space a
+            // later lap reuses. The whole run is pushed again.
+            self.abandon_claimed(pos, &run[..claimed]);
+            return 0;
+        }
+        at = pos;
+        for data in run {
+            let data = data.as_ref();
+            let claim_word = format::claim(data.len() as u32, self.pid);
+            self.fill_record(
+                at,
+                off(at),
+                data,
+                ttl_secs,
+                write_time_ms,
+                claim_word,
+                false,
+            );
+            at += format::record_len(data.len() as u32);
+        }
+        #[cfg(test)]
+        tests::run_hook("batch-before-commit");
+        at = pos;
+        for (i, data) in run.iter().enumerate() {
+            if !self.commit(at, off(at)) {
+                // Abandoned by a reader: this record and the claimed ones after it
+                // are pushed again, so that the order holds.
+                self.abandon_claimed(at, &run[i..]);
+                return i;
+            }
+            at += format::record_len(data.as_ref().len() as u32);
+        }
+        n
     }
 
     /// The length of a payload `push` accepts, or `TooLarge`.
@@ -548,14 +652,25 @@ impl<R: Region> RawRing<R> {
         if !self.claim_with_off(pos, off, STATE_CLAIMED, Some(claim_word)) {
             return false;
         }
-        self.fill_record(pos, off, data, ttl_secs, write_time_ms);
+        self.fill_record(pos, off, data, ttl_secs, write_time_ms, claim_word, false);
         self.commit(pos, off)
     }
 
-    /// Writes the header (all but the stamp and claim word) and payload of the record
-    /// at `pos` (file offset `off`), which this producer has claimed.
+    /// Writes the header (all but the stamp) and payload of the record at `pos` (file
+    /// offset `off`), whose claim word is `claim_word`: stored here too when
+    /// `store_claim`, else already stored by the claim.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn fill_record(&self, pos: u64, off: usize, data: &[u8], ttl_secs: u32, write_time_ms: u64) {
+    fn fill_record(
+        &self,
+        pos: u64,
+        off: usize,
+        data: &[u8],
+        ttl_secs: u32,
+        write_time_ms: u64,
+        claim_word: u64,
+        store_claim: bool,
+    ) {
         #[cfg(feature = "crash-points")]
         crate::crash::point("push-after-claim");
         debug_assert_eq!(off, self.rec_off(pos));
@@ -570,11 +685,12 @@ impl<R: Region> RawRing<R> {
             data_crc,
             write_time_ms,
         };
-        let header = meta.to_words(pos, format::claim(data_len, self.pid));
-        // The stamp word is published atomically by `commit`; the claim word is already
-        // in place and equal, so only the rest is stored.
+        let header = meta.to_words(pos, claim_word);
+        // The stamp word is published atomically by `commit` (or for a batch run's
+        // later record, by `push_run`); the claim word is stored by the claim, or here.
+        let from = if store_claim { 1 } else { 2 };
         let cells = self.region.atomics(off, REC_HEADER_WORDS);
-        for (cell, &word) in cells[2..].iter().zip(&header[2..]) {
+        for (cell, &word) in cells[from..].iter().zip(&header[from..]) {
             cell.store(word, Ordering::Relaxed);
         }
     }
@@ -810,7 +926,12 @@ impl<R: Region> RawRing<R> {
                 }
             }
             // A batch never wraps: records after the first end by the end of its lap.
-            let limit = room.min(pos - pos_in_lap + region_len);
+            // A batch run's claim word holds its length after the first header, which
+            // readers accept up to `max_data` (DESIGN: Batches).
+            let mut limit = room.min(pos - pos_in_lap + region_len);
+            if self.params.batch_runs {
+                limit = limit.min(pos + REC_HEADER_LEN as u64 + u64::from(self.max_data));
+            }
             let mut count = 1;
             while let Some(len) = more(count) {
                 if end + len > limit {
@@ -847,7 +968,7 @@ impl<R: Region> RawRing<R> {
     fn make_room(&self, read: u64) -> Result<Head> {
         let stamp = self.stamp_at(read).load(Ordering::Acquire);
         match format::stamp_state(stamp, read) {
-            Some(STATE_COMMITTED) => {
+            Some(STATE_COMMITTED | STATE_BATCHED) => {
                 match self.read_meta(read) {
                     Ok(meta) => {
                         let expired = meta.expired(self.clock.wall_ms());
@@ -1047,7 +1168,7 @@ impl<R: Region> RawRing<R> {
             let off = self.read_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.word(off).load(Ordering::Acquire);
-            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {
+            if !format::readable(format::stamp_state(stamp, read)) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
                     Head::Damaged(e) => return Err(e),
@@ -1117,7 +1238,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
         let stamp = self.word(off).load(Ordering::Acquire);
-        if format::stamp_state(stamp, pos) != Some(STATE_COMMITTED) {
+        if !format::readable(format::stamp_state(stamp, pos)) {
             return None;
         }
         let meta = self.read_meta_at(pos, off).ok()?;
@@ -1185,7 +1306,39 @@ impl<R: Region> RawRing<R> {
         for (word, cell) in words[1..].iter_mut().zip(&cells[1..]) {
             *word = cell.load(Ordering::Relaxed);
         }
-        RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)
+        let meta = RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)?;
+        let claimed = format::claim_data_len(words[1]);
+        if claimed != meta.data_len && !self.leads_run(pos, off, meta.data_len, claimed) {
+            return Err(MetaFault::ClaimedLen {
+                data_len: meta.data_len,
+                claimed,
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Whether the record at `pos` (file offset `off`), with `data_len` payload bytes
+    /// and a claim of `claimed` bytes after its header, is the first record of a batch
+    /// run (DESIGN: Batch runs): the file has batch runs; the record is `COMMITTED`;
+    /// the claimed run is a whole number of words, longer than this record, within
+    /// `max_data`, the lap and the written part; and the record after this one is
+    /// stamped `BATCHED`. A caller that Acquired `COMMITTED(pos)` sees that stamp,
+    /// written before the commit.
+    #[cold]
+    fn leads_run(&self, pos: u64, off: usize, data_len: u32, claimed: u32) -> bool {
+        let next = pos + format::record_len(data_len);
+        let run_end = pos + REC_HEADER_LEN as u64 + u64::from(claimed);
+        self.params.batch_runs
+            && run_end.is_multiple_of(RECORD_ALIGN)
+            && run_end > next
+            && claimed <= self.max_data
+            && self.fits_in_lap(pos, run_end - pos)
+            && self.within_written(run_end)
+            && self.word(off).load(Ordering::Acquire) == format::stamp(pos, STATE_COMMITTED)
+            && self
+                .word(off + (next - pos) as usize)
+                .load(Ordering::Acquire)
+                == format::stamp(next, STATE_BATCHED)
     }
 
     /// The claim word (data length and writer field) of the record at `pos`,
@@ -1250,7 +1403,7 @@ impl<R: Region> RawRing<R> {
                 self.skip_unknown(read, stamp, None)?;
                 Ok(Head::Moved)
             }
-            Some(STATE_COMMITTED) => Ok(Head::Moved),
+            Some(STATE_COMMITTED | STATE_BATCHED) => Ok(Head::Moved),
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
@@ -1397,7 +1550,10 @@ impl<R: Region> RawRing<R> {
             && self.fits_in_lap(read, rec_len)
             && self.within_written(read + rec_len)
         {
+            // The chain is for the per-record batches of files without batch runs,
+            // whose other records stay CLAIMED (DESIGN: Batches).
             if self.advance_read(read, read + rec_len, false)
+                && !self.params.batch_runs
                 && let Some(claim) = claim
             {
                 let writer = format::claim_pid(claim);
@@ -1540,7 +1696,7 @@ impl<R: Region> RawRing<R> {
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             match format::stamp_state(stamp, pos) {
-                Some(STATE_COMMITTED) => {}
+                Some(STATE_COMMITTED | STATE_BATCHED) => {}
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
                         *cursor = self.lap_end(pos);
@@ -1782,26 +1938,31 @@ mod tests {
     }
 
     fn ring(region_len: u64, policy: Policy) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
-        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex))
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), true)
+    }
+
+    /// A ring of a file without `FLAG_BATCH_RUNS`: batches are records of their own.
+    fn per_record_ring(
+        region_len: u64,
+        policy: Policy,
+    ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), false)
     }
 
     fn ring_with_futex(
         region_len: u64,
         policy: Policy,
         futex: Box<dyn Futex>,
+        batch_runs: bool,
     ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
         let file_len = HEADER_LEN as u64 + region_len;
-        let header = Header::new(file_len, 0, policy, 100, 0);
+        let mut header = Header::new(file_len, 0, policy, 100, 0);
+        header.batch_runs = batch_runs;
         let region = HeapRegion::new(file_len as usize);
         region.write(0, &header.to_bytes());
         let clock = TestClock::default();
         let (wall, mono) = (clock.wall.clone(), clock.mono.clone());
-        let params = Params {
-            region_len,
-            policy,
-            default_ttl_secs: 0,
-            abandon_ms: 100,
-        };
+        let params = Params::from_header(&header);
         (
             // Process 1 of this PID namespace: alive, and not this test process.
             RawRing::new(
@@ -1866,7 +2027,7 @@ mod tests {
         let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let futex = Box::new(crate::wait::CountingFutex(wakes.clone()));
         // Block mode: pops notify too (producers may wait for room).
-        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex);
+        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex, true);
         let wake_calls = || wakes.load(std::sync::atomic::Ordering::Relaxed);
         for i in 0..200u32 {
             ring.push(&i.to_le_bytes(), 0).unwrap();
@@ -2511,7 +2672,7 @@ mod tests {
     /// again keeps the order. Every entry is delivered once and the counters add up.
     #[test]
     fn batch_abandoned_before_its_commits_is_pushed_again_in_order() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (ring, _, mono) = per_record_ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
         {
             let ring = ring.clone();
@@ -2531,7 +2692,7 @@ mod tests {
     /// abandoned batch: it waits for it like any record being written.
     #[test]
     fn retry_of_an_abandoned_producer_is_not_abandoned_with_its_first_record() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (ring, _, mono) = per_record_ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
         {
             let ring = ring.clone();
@@ -2558,7 +2719,7 @@ mod tests {
     /// or they would be delivered ahead of the first entry's retry.
     #[test]
     fn batch_whose_first_record_was_abandoned_during_its_claims_keeps_its_order() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (ring, _, mono) = per_record_ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
         {
             let ring = ring.clone();
@@ -2580,7 +2741,7 @@ mod tests {
     /// in order.
     #[test]
     fn batch_whose_unclaimed_records_were_skipped_is_pushed_again_in_order() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (ring, _, mono) = per_record_ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
         {
             let ring = ring.clone();
@@ -2601,7 +2762,16 @@ mod tests {
     /// record is given back, and the batch is pushed again after the skipped range.
     #[test]
     fn batch_whose_padding_was_skipped_is_pushed_again_in_order() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        batch_whose_padding_was_skipped_is_pushed_again_in_order_in(ring(4096, Policy::Reject));
+        batch_whose_padding_was_skipped_is_pushed_again_in_order_in(per_record_ring(
+            4096,
+            Policy::Reject,
+        ));
+    }
+
+    fn batch_whose_padding_was_skipped_is_pushed_again_in_order_in(
+        (ring, _, mono): (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>),
+    ) {
         let ring = Arc::new(ring);
         for len in [1992, 1944] {
             ring.push(&vec![0u8; len], 0).unwrap(); // 2048 + 2000 bytes: 48 are left
@@ -2628,7 +2798,7 @@ mod tests {
     /// record, whose space now holds newer entries, and it pushes the batch again.
     #[test]
     fn batch_whose_claim_failed_writes_nothing_into_reused_space() {
-        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let (ring, _, mono) = per_record_ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
         let big = vec![0xaa_u8; 1000]; // record 0: [0, 1056); record 1: [1056, 1120)
         {
@@ -2658,6 +2828,119 @@ mod tests {
         assert_eq!(got, want);
         let c = ring.counters();
         assert_eq!(c.pushed, c.popped + c.abandoned, "{c:?}");
+    }
+
+    /// A batch run is one claim and one commit: while its producer is between them,
+    /// readers find nothing (not the records stamped `BATCHED` behind the claimed
+    /// first one) and `verify` sees one claimed range; after the commit all of it.
+    #[test]
+    fn batch_run_is_invisible_until_its_first_record_commits() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                let second = format::record_len(3);
+                assert_eq!(
+                    format::stamp_state(ring.stamp_at(second).load(Ordering::Relaxed), second),
+                    Some(STATE_BATCHED)
+                );
+                assert_eq!(pop(&ring), None);
+                let (mut data, mut metas) = (Vec::new(), Vec::new());
+                assert_eq!(ring.pop_batch(&mut data, &mut metas, 10).unwrap(), 0);
+                let mut spans = Vec::new();
+                let walk = ring.check(false, &mut |span| spans.push((span.len, span.kind)));
+                assert!(walk.problems.is_empty(), "{:?}", walk.problems);
+                assert_eq!(walk.entries, 0);
+                let run_len: u64 = BATCH
+                    .iter()
+                    .map(|d| format::record_len(d.len() as u32))
+                    .sum();
+                assert_eq!(spans, [(run_len, check::SpanKind::Claimed)]);
+            });
+        }
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        assert_eq!(ring.check(false, &mut |_| {}).entries, 3);
+        let (mut data, mut metas) = (Vec::new(), Vec::new());
+        assert_eq!(ring.pop_batch(&mut data, &mut metas, 10).unwrap(), 3);
+        assert_eq!(data, b"onetwothree");
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped), (3, 3));
+    }
+
+    /// The layout of a batch run, as FORMAT.md's example under "Batch runs" shows it:
+    /// the first record claims the run, the others are stamped BATCHED.
+    #[test]
+    fn batch_run_is_laid_out_as_format_md_shows() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        assert_eq!(ring.push_batch(&[&b"a"[..], b"bb", b"ccc"], 0).unwrap(), 3);
+        let word = |off: usize| ring.word(HEADER_LEN + off).load(Ordering::Relaxed);
+        let words: Vec<(u64, u32)> = [0, 64, 128]
+            .iter()
+            .map(|&at| (word(at), format::claim_data_len(word(at + 8))))
+            .collect();
+        assert_eq!(words, [(2, 136), (70, 2), (134, 3)]);
+    }
+
+    /// A batch run's producer stalled between its claim and its commit for longer
+    /// than the abandon timeout: one reader abandons the first record and steps over
+    /// the whole run, none of which is delivered; the commit fails and the producer
+    /// pushes the batch again. Every entry is delivered once, in order, and the
+    /// counters add up.
+    #[test]
+    fn batch_run_abandoned_before_its_commit_is_pushed_again_in_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                readers_give_up(&ring, &mono, &["abandons the run"]);
+                let c = ring.counters();
+                assert_eq!(c.abandoned, 1);
+                assert_eq!(c.read_pos, c.write_pos, "stepped over the whole run");
+            });
+        }
+        // Counted: the reservation 1 (the reader's abandoned one), then 3.
+        batch_pushed_again(&ring, (4, 3, 1));
+    }
+
+    /// A batch run's producer stalled before its claim: readers skip the unclaimed
+    /// run, the claim fails, the other records are given back, and the batch is pushed
+    /// again after the skipped range.
+    #[test]
+    fn batch_run_whose_claim_failed_is_pushed_again_in_order() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("claim-after-read-check", move || {
+                readers_give_up(&ring, &mono, &["skips the unclaimed run"]);
+                assert_eq!(ring.counters().abandoned, 1);
+            });
+        }
+        // Counted: 1 for the first reservation (the skip's one), then 3.
+        let ids = batch_pushed_again(&ring, (4, 3, 1));
+        assert!(ids[0] > 0, "pushed again after the skipped range: {ids:?}");
+    }
+
+    /// A damaged header in a batch run's first record costs that record only: the
+    /// later records were committed with it and are delivered.
+    #[test]
+    fn damaged_first_record_of_a_batch_run_leaves_the_rest_deliverable() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        // Flip a bit of the first record's TTL, which its meta checksum covers.
+        let ttl = ring.word(HEADER_LEN + format::REC_TTL_OFFSET);
+        ttl.fetch_xor(1, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            ring.pop_into(&mut buf),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(pop(&ring).map(|(_, d)| d), Some(b"two".to_vec()));
+        assert_eq!(pop(&ring).map(|(_, d)| d), Some(b"three".to_vec()));
+        let c = ring.counters();
+        assert_eq!((c.pushed, c.popped, c.corrupt), (3, 2, 1));
     }
 
     /// Expired entries inside a batch are removed and counted but not returned, and

@@ -267,7 +267,8 @@ fn expected(bytes: &[u8], crc_ok: bool) -> Expected {
         (ON_FULL_OFFSET, u32_at(ON_FULL_OFFSET) <= 2),
         (ABANDON_MS_OFFSET, u32_at(ABANDON_MS_OFFSET) != 0),
         (RESERVED_OFFSET, u32_at(RESERVED_OFFSET) == 0),
-        (FLAGS_OFFSET, u32_at(FLAGS_OFFSET) == 0),
+        // Bit 0: batch runs; no other flag is defined.
+        (FLAGS_OFFSET, u32_at(FLAGS_OFFSET) & !1 == 0),
     ];
     match checks.iter().find(|(_, ok)| !ok) {
         Some((offset, _)) => Expected::CorruptAt(*offset as u64),

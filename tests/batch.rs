@@ -4,7 +4,8 @@
 //! (reported by the next call, nothing else lost), drop expired entries, push what
 //! fits in a rejecting ring, evict in an overwriting one, wait in a blocking one, go
 //! one entry per removal while subscribers exist, and deliver every entry exactly
-//! once, in each producer's order, with two producers and two consumers.
+//! once, in each producer's order, with two producers and two consumers. New files
+//! hold batch runs; files made before them get batches of records of their own.
 
 mod common;
 
@@ -153,6 +154,64 @@ fn batch_ids_are_the_ids_single_pushes_get() {
     assert_eq!(data, [&b"single"[..], b"a", b"bb", b"ccc", b"after"]);
     assert_eq!(ring.pop_batch(&mut batch, 10).unwrap(), 0);
     assert!(batch.is_empty());
+}
+
+/// The state of the stamp of the record at `id`, read from the file.
+fn stamp_state(ring: &Ring, id: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut word = [0u8; 8];
+    std::fs::File::open(ring.path())
+        .unwrap()
+        .read_exact_at(&mut word, HEADER_LEN + id % ring.capacity_bytes())
+        .unwrap();
+    let stamp = u64::from_le_bytes(word);
+    assert_eq!(stamp & !7, id, "a stamp for the record's own position");
+    stamp & 7
+}
+
+/// A new file's batches are runs: the first record committed (state 2), the others
+/// stamped BATCHED (6). A file made before batch runs (`flags` 0, as older mmring
+/// versions write it) still opens, and its batches are records of their own, each
+/// committed, so that older processes sharing the file can read them.
+#[test]
+fn batches_are_runs_except_in_files_made_before_batch_runs() {
+    let entries_in: Vec<Vec<u8>> = (0..5).map(|i| payload(0, i)).collect();
+    let states = |ring: &Ring| -> Vec<u64> {
+        assert_eq!(ring.push_batch(&entries_in).unwrap(), 5);
+        let mut batch = Batch::new();
+        assert_eq!(ring.pop_batch(&mut batch, 10).unwrap(), 5);
+        let got = entries(&batch);
+        let data: Vec<Vec<u8>> = got.iter().map(|(_, d)| d.clone()).collect();
+        assert_eq!(data, entries_in);
+        got.iter().map(|(id, _)| stamp_state(ring, *id)).collect()
+    };
+    let (dir, ring) = ring(16 << 10, OnFull::Reject);
+    assert_eq!(states(&ring), [2, 6, 6, 6, 6]);
+
+    let path = dir.path().join("older.ring");
+    drop(
+        Options::new()
+            .size(16 << 10)
+            .on_full(OnFull::Reject)
+            .create(&path)
+            .unwrap(),
+    );
+    // flags (file offset 44) to 0, and the header checksum (offset 60: CRC32C of
+    // bytes 0..60) with it.
+    let mut header = std::fs::read(&path).unwrap();
+    assert_eq!(
+        header[44..48],
+        [1, 0, 0, 0],
+        "new files have FLAG_BATCH_RUNS"
+    );
+    header[44..48].copy_from_slice(&[0; 4]);
+    let crc = crc32c::crc32c(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &header).unwrap();
+    let older = Ring::open(&path).unwrap();
+    assert_eq!(states(&older), [2, 2, 2, 2, 2]);
+    let stats = older.stats();
+    assert_eq!((stats.pushed, stats.popped, stats.len), (5, 5, 0));
 }
 
 #[test]

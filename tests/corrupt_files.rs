@@ -228,7 +228,8 @@ fn invalid_header_field_with_a_valid_checksum_is_reported_at_the_field() {
         ("on_full 7", ON_FULL_OFFSET, 7, 4),
         ("on_full 3", ON_FULL_OFFSET, 3, 4),
         ("abandon_ms 0", ABANDON_MS_OFFSET, 0, 4),
-        ("flags 1", FLAGS_OFFSET, 1, 4),
+        ("flags 2 (undefined)", FLAGS_OFFSET, 2, 4),
+        ("flags 0x80000001", FLAGS_OFFSET, 0x8000_0001, 4),
     ];
     for (i, (name, offset, value, width)) in cases.into_iter().enumerate() {
         let path = closed_ring(dir.path(), &format!("r{i}"), size, OnFull::Reject);
@@ -678,12 +679,22 @@ fn flipped_metadata_bit_is_reported_at_the_checksum_and_the_next_entry_delivered
 #[test]
 fn invalid_record_field_with_a_valid_checksum_is_reported_at_the_field() {
     type Damage = fn(&Path, u64);
-    let cases: [(&str, u64, Damage); 6] = [
+    let cases: [(&str, u64, Damage); 7] = [
         ("version 2", REC_VERSION_OFFSET, |p, off| {
             write_u64(p, off + REC_VERSION_OFFSET, 2)
         }),
         (
-            "data_len differs from the claim",
+            "data_len beyond the claim",
+            REC_DATA_LEN_OFFSET,
+            |p, off| {
+                let claimed = read_u64(p, off + REC_CLAIM_OFFSET) as u32;
+                write_u32(p, off + REC_DATA_LEN_OFFSET, claimed + 8);
+            },
+        ),
+        (
+            // A claim covers more than its record only for the first record of a
+            // batch run, which this is not: the next record is not stamped BATCHED.
+            "data_len below the claim",
             REC_DATA_LEN_OFFSET,
             |p, off| write_u32(p, off + REC_DATA_LEN_OFFSET, 20),
         ),
@@ -776,19 +787,33 @@ fn record_with_a_forged_short_ttl_expires_instead_of_being_returned() {
     assert_identity(&ring);
 }
 
+/// `BATCHED` (6) differs from `COMMITTED` (2) in one bit. Both say the record is
+/// complete, so that flip changes nothing a reader returns: the record, whose header
+/// and payload checksums still hold, is delivered once, in its place.
+#[test]
+fn committed_stamp_flipped_to_batched_still_delivers_the_record_once() {
+    let three = Three::new();
+    let stamp_off = three.rec_off(1) + REC_STAMP_OFFSET;
+    write_u64(&three.path, stamp_off, three.ids[1] | 6);
+    let ring = three.open();
+    assert_eq!(
+        drain(&ring),
+        vec![three.entry(0), three.entry(1), three.entry(2)]
+    );
+}
+
 /// The stamp's state bits (or position bits) damaged: the record is skipped, either
 /// at once or after the abandon timeout, and never returned.
 #[test]
 fn damaged_stamp_makes_the_record_skipped_never_returned() {
     // (what, new stamp for position p, expected (corrupt, abandoned) counts)
     type Stamp = fn(u64) -> u64;
-    let cases: [(&str, Stamp, (u64, u64)); 8] = [
+    let cases: [(&str, Stamp, (u64, u64)); 7] = [
         ("state 0 (never written)", |p| p, (0, 1)),
         ("CLAIMED: a stalled producer", |p| p | STATE_CLAIMED, (0, 1)),
         ("PADDING inside a lap", |p| p | STATE_PADDING, (1, 0)),
         ("ABANDONED", |p| p | STATE_ABANDONED, (0, 0)),
         ("SKIPPED", |p| p | STATE_SKIPPED, (0, 0)),
-        ("undefined state 6", |p| p | 6, (0, 1)),
         ("undefined state 7", |p| p | 7, (0, 1)),
         (
             "position bit flipped",

@@ -2,11 +2,13 @@
 //! written in Python from that document alone, lists exactly the entries mmring's own
 //! readers yield (id, payload, TTL and write time, in order) from ring files the
 //! library wrote: entries of many sizes, rings that wrapped with padding, rings with
-//! popped and evicted entries. It applies the TTL rule at the same millisecond, steps
-//! over abandoned records and unfinished skips as `pop` does, stops where `peek` stops
-//! at a record still being written, reports damaged records at the file offsets the
-//! library reports (scanning past payload words that look like stamps, as `pop` does),
-//! and refuses damaged headers.
+//! popped and evicted entries, batch runs (`push_batch`), and files without the batch
+//! runs flag. It applies the TTL rule at the same millisecond, steps over abandoned
+//! records (and abandoned batch runs, by their first record's claim) and unfinished
+//! skips as `pop` does, stops where `peek` stops at a record still being written,
+//! reports damaged records at the file offsets the library reports (scanning past
+//! payload words that look like stamps, as `pop` does, and on to the rest of a batch
+//! run whose first record is damaged), and refuses damaged headers and unknown flags.
 //!
 //! Each test is skipped, with a message, where `python3` is not installed.
 
@@ -19,15 +21,24 @@ use mmring::{Entry, Error, OnFull, Options, Ring};
 
 /// Bytes of the file header; the region starts here (FORMAT.md).
 const HEADER_LEN: u64 = 4096;
+/// Static header fields (FORMAT.md, "File header: static part").
+const FLAGS_OFFSET: u64 = 44;
+const HEADER_CRC_OFFSET: u64 = 60;
+/// `flags` bit 0 (FORMAT.md, "Batch runs").
+const FLAG_BATCH_RUNS: u32 = 1;
 /// Record-relative offsets used to damage records (FORMAT.md, "Record header").
+const REC_CLAIM_OFFSET: u64 = 8;
 const REC_META_CRC_OFFSET: u64 = 16;
+const REC_DATA_LEN_OFFSET: u64 = 28;
 const REC_TTL_OFFSET: u64 = 32;
 const REC_HEADER_LEN: u64 = 56;
 /// Stamp states (FORMAT.md, "Stamps and states").
 const STATE_CLAIMED: u64 = 1;
+const STATE_COMMITTED: u64 = 2;
 const STATE_PADDING: u64 = 3;
 const STATE_ABANDONED: u64 = 4;
 const STATE_SKIPPED: u64 = 5;
+const STATE_BATCHED: u64 = 6;
 
 /// The reader script, or `None` (after saying so) when `python3` can't run it.
 fn reader_script() -> Option<PathBuf> {
@@ -113,6 +124,17 @@ fn peeked(ring: &Ring) -> Vec<Entry> {
         .collect()
 }
 
+/// Collects what `peek` yields: JSON lines, or the offsets of damaged records.
+fn peek_results(ring: &Ring) -> Vec<Result<String, u64>> {
+    ring.peek()
+        .map(|item| match item {
+            Ok(entry) => Ok(json_line(&entry)),
+            Err(Error::Corrupt { offset, .. }) => Err(offset),
+            Err(other) => panic!("peek failed: {other}"),
+        })
+        .collect()
+}
+
 /// Pops the ring at `path` until it is empty, through a new handle: each entry's JSON
 /// line, and the offsets of the damaged records reported on the way. Pops run on
 /// another thread, so that a wedged pop fails the test instead of hanging it.
@@ -169,6 +191,75 @@ fn set_stamp(ring: &Ring, id: u64, state: u64) {
     );
 }
 
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let file = std::fs::File::open(path).expect("open the ring file");
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, offset)
+        .expect("read the ring file");
+    bytes
+}
+
+fn read_u32(path: &Path, offset: u64) -> u32 {
+    u32::from_le_bytes(read_at(path, offset, 4).try_into().expect("4 bytes"))
+}
+
+fn read_u64(path: &Path, offset: u64) -> u64 {
+    u64::from_le_bytes(read_at(path, offset, 8).try_into().expect("8 bytes"))
+}
+
+/// Sets the header's `flags` and rewrites `header_crc` (CRC32C of bytes 0..60), so
+/// that the flags are judged on their own merits.
+fn set_flags(path: &Path, flags: u32) {
+    patch(path, FLAGS_OFFSET, &flags.to_le_bytes());
+    let crc = crc32c::crc32c(&read_at(path, 0, HEADER_CRC_OFFSET as usize));
+    patch(path, HEADER_CRC_OFFSET, &crc.to_le_bytes());
+}
+
+/// The state in the stamp of the record at `id`, or `None` if the word there is not
+/// that record's stamp.
+fn stamp_state(ring: &Ring, id: u64) -> Option<u64> {
+    let stamp = read_u64(ring.path(), record_offset(ring, id));
+    (stamp - stamp % 8 == id).then_some(stamp % 8)
+}
+
+/// Whether `entry`'s record is the first of a batch run: committed, with a claim
+/// larger than its payload (FORMAT.md, "Batch runs").
+fn starts_a_run(ring: &Ring, entry: &Entry) -> bool {
+    let claimed = read_u32(
+        ring.path(),
+        record_offset(ring, entry.id()) + REC_CLAIM_OFFSET,
+    );
+    stamp_state(ring, entry.id()) == Some(STATE_COMMITTED) && claimed as usize > entry.data().len()
+}
+
+/// How many of `entries` start batch runs, and how many are later records of one.
+fn run_records(ring: &Ring, entries: &[Entry]) -> (usize, usize) {
+    let firsts = entries.iter().filter(|e| starts_a_run(ring, e)).count();
+    let batched = entries
+        .iter()
+        .filter(|e| stamp_state(ring, e.id()) == Some(STATE_BATCHED))
+        .count();
+    (firsts, batched)
+}
+
+/// The live entries that follow a padding record: each starts a lap without
+/// following the entry before it directly.
+fn after_padding<'a>(ring: &Ring, entries: &'a [Entry]) -> Vec<&'a Entry> {
+    let region = ring.capacity_bytes();
+    entries
+        .windows(2)
+        .filter(|pair| {
+            let (a, b) = (&pair[0], &pair[1]);
+            b.id() % region == 0 && a.id() + Ring::entry_footprint(a.data().len()) < b.id()
+        })
+        .map(|pair| &pair[1])
+        .collect()
+}
+
+fn has_padding(ring: &Ring, entries: &[Entry]) -> bool {
+    !after_padding(ring, entries).is_empty()
+}
+
 fn flip_byte(path: &Path, offset: u64) {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -205,6 +296,59 @@ fn three_entry_ring(path: &Path) -> (Ring, [u64; 3]) {
         ring.push(b"third entry").expect("push"),
     ];
     (ring, ids)
+}
+
+/// A ring holding `before the run`, a batch run of four entries, and `after the run`;
+/// returns the six entries, after checking that the batch was written as one run.
+fn ring_with_a_batch_run(path: &Path) -> (Ring, Vec<Entry>) {
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(path)
+        .expect("create");
+    ring.push(b"before the run").expect("push");
+    let run = [
+        payload(1, 40),
+        payload(2, 0),
+        payload(3, 300),
+        payload(4, 17),
+    ];
+    assert_eq!(ring.push_batch(&run).expect("push_batch"), run.len());
+    ring.push(b"after the run").expect("push");
+    let entries = peeked(&ring);
+    assert_eq!(entries.len(), 6);
+    assert!(starts_a_run(&ring, &entries[1]), "the batch is one run");
+    assert_eq!(run_records(&ring, &entries), (1, 3));
+    (ring, entries)
+}
+
+/// Pushes batches of 1 to 9 entries of up to 400 bytes until the ring is full, pops
+/// one to four entries, and so on, until `done` holds for the live entries; returns
+/// them.
+fn churn_batches(ring: &Ring, done: impl Fn(&[Entry]) -> bool) -> Vec<Entry> {
+    let mut seed = 0u64;
+    for round in 0..1000u64 {
+        loop {
+            let n = seed % 9 + 1;
+            let batch: Vec<Vec<u8>> = (seed..seed + n)
+                .map(|s| payload(s, (s * 7919 % 400) as usize))
+                .collect();
+            seed += n;
+            match ring.push_batch(&batch) {
+                Ok(pushed) if pushed == batch.len() => {}
+                Ok(_) | Err(Error::Full) => break,
+                Err(other) => panic!("push_batch failed: {other}"),
+            }
+        }
+        for _ in 0..round % 4 + 1 {
+            ring.pop().expect("pop").expect("an entry");
+        }
+        let live = peeked(ring);
+        if done(&live) {
+            return live;
+        }
+    }
+    panic!("the ring never reached the state the test needs");
 }
 
 #[test]
@@ -250,14 +394,7 @@ fn lists_a_wrapped_ring_with_padding_and_popped_entries() {
         .expect("create");
     let region = ring.capacity_bytes();
     // Fill, pop a few, refill, ... until the ring has lapped three times and its live
-    // range holds a padding record: an entry at a lap start that does not follow the
-    // previous entry directly.
-    let has_padding = |entries: &[Entry]| {
-        entries.windows(2).any(|pair| {
-            let (a, b) = (&pair[0], &pair[1]);
-            b.id() % region == 0 && a.id() + Ring::entry_footprint(a.data().len()) < b.id()
-        })
-    };
+    // range holds a padding record.
     let mut seed = 0u64;
     let mut rounds = 0;
     loop {
@@ -279,14 +416,14 @@ fn lists_a_wrapped_ring_with_padding_and_popped_entries() {
             ring.pop().expect("pop").expect("an entry");
         }
         let stats = ring.stats();
-        if stats.write_pos > 3 * region && has_padding(&peeked(&ring)) {
+        if stats.write_pos > 3 * region && has_padding(&ring, &peeked(&ring)) {
             break;
         }
     }
     let stats = ring.stats();
     assert!(stats.popped > 0 && stats.read_pos > 0);
     let entries = assert_reader_matches_peek(&script, &ring);
-    assert!(entries.len() > 2 && has_padding(&entries));
+    assert!(entries.len() > 2 && has_padding(&ring, &entries));
 }
 
 #[test]
@@ -417,14 +554,7 @@ fn reports_a_damaged_payload_where_peek_and_pop_do() {
     let payload_offset = record_offset(&ring, ids[1]) + REC_HEADER_LEN;
     flip_byte(ring.path(), payload_offset + 10);
 
-    let peek: Vec<Result<String, u64>> = ring
-        .peek()
-        .map(|item| match item {
-            Ok(entry) => Ok(json_line(&entry)),
-            Err(Error::Corrupt { offset, .. }) => Err(offset),
-            Err(other) => panic!("peek failed: {other}"),
-        })
-        .collect();
+    let peek = peek_results(&ring);
     assert_eq!(peek.len(), 3);
     assert_eq!(peek[1], Err(payload_offset));
 
@@ -569,4 +699,225 @@ fn refuses_damaged_headers_and_files_that_are_not_rings() {
         run_reader(&script, &dir.path().join("missing"), None).status,
         1
     );
+}
+
+#[test]
+fn lists_batch_runs_across_wraps_with_padding_exactly_as_peek() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(dir.path().join("runs.ring"))
+        .expect("create");
+    let region = ring.capacity_bytes();
+    // Until the ring has lapped three times and its live range holds several batch
+    // runs, one of them right after a padding record.
+    let live = churn_batches(&ring, |live| {
+        let (firsts, batched) = run_records(&ring, live);
+        ring.stats().write_pos > 3 * region
+            && firsts >= 2
+            && batched > firsts
+            && after_padding(&ring, live)
+                .iter()
+                .any(|entry| starts_a_run(&ring, entry))
+    });
+    let stats = ring.stats();
+    assert!(stats.popped > 0 && stats.read_pos > 0);
+    let entries = assert_reader_matches_peek(&script, &ring);
+    assert_eq!(entries.len(), live.len());
+    assert!(
+        entries.iter().any(|e| !starts_a_run(&ring, e)
+            && stamp_state(&ring, e.id()) == Some(STATE_COMMITTED)),
+        "single records too"
+    );
+}
+
+#[test]
+fn lists_an_overwrite_ring_of_batch_runs_after_evictions() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Overwrite)
+        .create(dir.path().join("overwrite_runs.ring"))
+        .expect("create");
+    for seed in 0..150u64 {
+        let batch: Vec<Vec<u8>> = (0..seed % 7 + 1)
+            .map(|i| payload(seed + i, ((seed + i) * 104_729 % 300) as usize))
+            .collect();
+        assert_eq!(ring.push_batch(&batch).expect("push_batch"), batch.len());
+    }
+    let stats = ring.stats();
+    assert!(stats.evicted > 0, "the ring overwrote entries: {stats:?}");
+    assert!(stats.write_pos > 4 * ring.capacity_bytes());
+    let entries = assert_reader_matches_peek(&script, &ring);
+    let (firsts, batched) = run_records(&ring, &entries);
+    assert!(firsts > 0 && batched > 0, "batch runs are live");
+}
+
+#[test]
+fn reports_a_damaged_batch_run_head_and_lists_the_rest_as_pop_does() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, entries) = ring_with_a_batch_run(&dir.path().join("damaged_run.ring"));
+    let lines: Vec<String> = entries.iter().map(json_line).collect();
+    let head = record_offset(&ring, entries[1].id());
+    flip_byte(ring.path(), head + REC_TTL_OFFSET); // covered by meta_crc
+
+    let peek = peek_results(&ring);
+    assert_eq!(
+        peek,
+        [Ok(lines[0].clone()), Err(head + REC_META_CRC_OFFSET)],
+        "peek stops after a damaged header (FORMAT.md)"
+    );
+
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    assert_eq!(corrupt, [head + REC_META_CRC_OFFSET]);
+    let mut rest = vec![lines[0].clone()];
+    rest.extend_from_slice(&lines[2..]);
+    assert_eq!(
+        popped, rest,
+        "pop resynchronizes at the run's second record and delivers the rest of the run"
+    );
+    assert_eq!(listing.status, 3, "{}", listing.stderr);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+#[test]
+fn steps_over_an_abandoned_batch_run_by_its_first_claim() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, entries) = ring_with_a_batch_run(&dir.path().join("abandoned_run.ring"));
+    set_stamp(&ring, entries[1].id(), STATE_ABANDONED);
+    let listed = assert_reader_matches_peek(&script, &ring);
+    let seen: Vec<u64> = listed.iter().map(Entry::id).collect();
+    assert_eq!(
+        seen,
+        [entries[0].id(), entries[5].id()],
+        "no record of an abandoned run is read"
+    );
+    let lines: Vec<String> = listed.iter().map(json_line).collect();
+    assert_eq!(pop_all(ring.path()), (lines, vec![]));
+}
+
+#[test]
+fn stops_like_peek_at_a_batch_run_still_being_written() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, entries) = ring_with_a_batch_run(&dir.path().join("claimed_run.ring"));
+    // The run's later records are BATCHED already; they wait for its commit.
+    set_stamp(&ring, entries[1].id(), STATE_CLAIMED);
+    let seen: Vec<u64> = peeked(&ring).iter().map(Entry::id).collect();
+    assert_eq!(seen, [entries[0].id()], "peek stops at the CLAIMED record");
+    let listing = run_reader(&script, ring.path(), None);
+    assert_eq!(listing.status, 0, "{}", listing.stderr);
+    assert_eq!(listing.entries, [json_line(&entries[0])]);
+    let note = format!("the record at position {} ", entries[1].id());
+    assert!(
+        listing.stderr.contains(&note) && listing.stderr.contains("not committed"),
+        "the reader says why it stopped: {}",
+        listing.stderr
+    );
+}
+
+#[test]
+fn lists_a_file_without_the_batch_runs_flag() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unflagged.ring");
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .create(&path)
+        .expect("create");
+    assert_eq!(
+        read_u32(&path, FLAGS_OFFSET),
+        FLAG_BATCH_RUNS,
+        "new files have the flag"
+    );
+    drop(ring);
+    // A file as mmring 0.2.0 created it: its batches are written as records of their
+    // own, each claimed and committed.
+    set_flags(&path, 0);
+    let ring = Ring::open(&path).expect("open a file without the flag");
+    let region = ring.capacity_bytes();
+    churn_batches(&ring, |live| {
+        ring.stats().write_pos > 2 * region && has_padding(&ring, live)
+    });
+    let entries = assert_reader_matches_peek(&script, &ring);
+    assert!(entries.len() > 2);
+    assert_eq!(run_records(&ring, &entries), (0, 0), "no batch runs");
+    assert_eq!(read_u32(&path, FLAGS_OFFSET), 0, "the flag stays clear");
+}
+
+#[test]
+fn reports_a_batch_run_head_in_a_file_without_the_flag_as_pop_does() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unflagged_run.ring");
+    let (ring, entries) = ring_with_a_batch_run(&path);
+    let lines: Vec<String> = entries.iter().map(json_line).collect();
+    let head = record_offset(&ring, entries[1].id());
+    drop(ring);
+    // Without the flag, a claim larger than data_len is damage (committed-record
+    // rule 4), reported at data_len.
+    set_flags(&path, 0);
+    let ring = Ring::open(&path).expect("open");
+    assert_eq!(
+        peek_results(&ring),
+        [Ok(lines[0].clone()), Err(head + REC_DATA_LEN_OFFSET)]
+    );
+    let listing = run_reader(&script, &path, None);
+    let (popped, corrupt) = pop_all(&path);
+    assert_eq!(corrupt, [head + REC_DATA_LEN_OFFSET]);
+    let mut rest = vec![lines[0].clone()];
+    rest.extend_from_slice(&lines[2..]);
+    assert_eq!(popped, rest);
+    assert_eq!(listing.status, 3, "{}", listing.stderr);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+#[test]
+fn refuses_flags_other_than_batch_runs() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.ring");
+    let (ring, _) = three_entry_ring(&path);
+    drop(ring);
+    for flags in [2, FLAG_BATCH_RUNS | 2, 1 << 31] {
+        set_flags(&path, flags);
+        let opened = Ring::open(&path);
+        assert!(
+            matches!(opened, Err(Error::Corrupt { offset, .. }) if offset == FLAGS_OFFSET),
+            "flags {flags:#x}: {opened:?}"
+        );
+        let listing = run_reader(&script, &path, None);
+        assert_eq!(listing.status, 1, "flags {flags:#x}");
+        assert_eq!(listing.entries, Vec::<String>::new());
+        assert!(
+            listing.stderr.contains("file offset 44") && listing.stderr.contains("flags"),
+            "{}",
+            listing.stderr
+        );
+    }
 }

@@ -17,6 +17,10 @@
 //!   skipped, and an entry pushed after it by another thread is delivered exactly once;
 //! - a batch push racing a batch pop, within a lap and across a padded wrap: the
 //!   consumer gets a prefix of the batch in push order, intact, and nothing is lost;
+//! - a batch run whose reader abandons it while it is written: each entry delivered
+//!   exactly once, in order, none from the abandoned run, and the batch pushed again;
+//! - a batch written as records of their own (a file without batch runs) racing a
+//!   batch pop, as above;
 //! - two batch pops racing for a batch: each entry goes to exactly one, in order;
 //! - an overwriting push evicting entries while a batch pop copies them: every entry
 //!   is popped once or counted as evicted, never torn.
@@ -297,9 +301,9 @@ fn pop_batch(ring: &LoomRing, max: usize) -> Vec<Seen> {
 
 /// A producer pushing two 64-byte entries, with one `push_batch` or (`as_batch`
 /// false) two pushes, while a consumer pops batches, after `advance` filler entries
-/// moved both positions.
-fn batch_model(advance: &[usize], first_id: u64, second_id: u64, as_batch: bool) {
-    let ring = Arc::new(LoomRing::new(REGION_LEN, false, NEVER));
+/// moved both positions. `ring` is a reject-mode ring of `REGION_LEN` bytes.
+fn batch_model(ring: LoomRing, advance: &[usize], first_id: u64, second_id: u64, as_batch: bool) {
+    let ring = Arc::new(ring);
     for &len in advance {
         let filler = push(&ring, 0xf0, len).unwrap();
         assert_eq!(pop(&ring), Some(filler));
@@ -338,24 +342,84 @@ fn batch_model(advance: &[usize], first_id: u64, second_id: u64, as_batch: bool)
     assert_eq!(got, pushed);
 }
 
+/// The ring of most models: reject mode, `REGION_LEN` bytes, nothing abandoned.
+fn reject_ring() -> LoomRing {
+    LoomRing::new(REGION_LEN, false, NEVER)
+}
+
 #[test]
 fn batch_push_racing_a_batch_pop_delivers_the_batch_in_order_once() {
-    // Both records in one reservation.
-    check(|| batch_model(&[], 0, record_len(SMALL), true));
+    // Both records in one reservation, written as a batch run: one claim, the second
+    // record stamped BATCHED, one commit.
+    check(|| batch_model(reject_ring(), &[], 0, record_len(SMALL), true));
+}
+
+#[test]
+fn per_record_batch_push_racing_a_batch_pop_delivers_the_batch_in_order_once() {
+    // The same in a file without batch runs: each record claimed and committed.
+    check(|| {
+        let ring = LoomRing::per_record(REGION_LEN, NEVER);
+        batch_model(ring, &[], 0, record_len(SMALL), true)
+    });
 }
 
 #[test]
 fn pushes_racing_a_batch_pop_deliver_in_order_once() {
     // Two reservations: the second record is written after the first is committed, so
     // the batch pop must synchronize with each record's commit, not just the first.
-    check(|| batch_model(&[], 0, record_len(SMALL), false));
+    check(|| batch_model(reject_ring(), &[], 0, record_len(SMALL), false));
 }
 
 #[test]
 fn batch_push_racing_a_batch_pop_across_a_padded_wrap_delivers_in_order_once() {
     // Positions at 160: the first record fits in the lap, the second follows 32 bytes
     // of padding at the start of the next lap (a second reservation).
-    check(|| batch_model(&[40, SMALL], 160, REGION_LEN, true));
+    check(|| batch_model(reject_ring(), &[40, SMALL], 160, REGION_LEN, true));
+}
+
+/// A batch run pushed while a consumer that gives up on any head it sees stuck twice
+/// pops: the consumer may abandon the run while its producer writes it, stepping
+/// over all of it; the producer's commit then fails and it pushes the batch again.
+/// Whatever happens, each entry is delivered exactly once, in order, intact (never a
+/// record of an abandoned run), and every abandoned run was one retry.
+#[test]
+fn batch_run_racing_a_reader_that_abandons_it_is_delivered_once_in_order() {
+    // Executions in which the run was abandoned at least once: the model must reach
+    // the case it is about.
+    static ABANDONED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    check(|| {
+        let ring = Arc::new(LoomRing::new(REGION_LEN, false, 1));
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || ring.push_batch(&[&[1u8; SMALL], &[2u8; SMALL]]).unwrap())
+        };
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || pop_until(&ring, 2))
+        };
+        assert_eq!(producer.join().unwrap(), 2);
+        let mut got = consumer.join().unwrap();
+        got.extend(drain(&ring));
+        let run_len = 2 * record_len(SMALL);
+        let first = got.first().map_or(0, |entry| entry.0);
+        assert_eq!(
+            got,
+            [(first, 1, SMALL), (first + record_len(SMALL), 2, SMALL)],
+            "delivered once, in order"
+        );
+        assert_eq!(first % run_len, 0, "a run starts where a reservation did");
+        assert_eq!(
+            ring.abandoned(),
+            first / run_len,
+            "one abandoned run per retry"
+        );
+        if first > 0 {
+            ABANDONED_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let abandoned = ABANDONED_RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{abandoned} executions abandoned the run at least once");
+    assert!(abandoned > 0, "no execution abandoned the run");
 }
 
 #[test]

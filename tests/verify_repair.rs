@@ -240,9 +240,9 @@ fn damaged_stamps_are_reported_at_the_record_start() {
     // COMMITTED (2) -> PADDING (3): a padding stamp where no padding can be.
     let rec = record_offset(size, ids[0]);
     patch(&path, rec, &(ids[0] | 3).to_le_bytes());
-    // COMMITTED (2) -> 6: no state at all.
+    // COMMITTED (2) -> 7: no state at all.
     let rec2 = record_offset(size, ids[2]);
-    patch(&path, rec2, &(ids[2] | 6).to_le_bytes());
+    patch(&path, rec2, &(ids[2] | 7).to_le_bytes());
     let report = mmring::verify(&path).unwrap();
     let found: Vec<(u64, &str, Action)> = report
         .problems

@@ -52,9 +52,9 @@ MUTANTS = [
         "pop-stamp-relaxed",
         "src/ring.rs",
         """            let stamp = self.word(off).load(Ordering::Acquire);
-            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
+            if !format::readable(format::stamp_state(stamp, read)) {""",
         """            let stamp = self.word(off).load(Ordering::Relaxed);
-            if format::stamp_state(stamp, read) != Some(STATE_COMMITTED) {""",
+            if !format::readable(format::stamp_state(stamp, read)) {""",
         "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
     ),
     Mutant(
@@ -191,27 +191,30 @@ MUTANTS = [
     Mutant(
         "batch-commit-keeps-rest",
         "src/ring.rs",
-        """                    self.abandon_claimed(at, &run[i..claimed]);
-                    break;""",
-        """                    let _ = i;
-                    at += format::record_len(data.as_ref().len() as u32);
-                    continue;""",
+        """                self.abandon_claimed(at, &run[i..]);
+                return i;""",
+        """                let mut next = at + format::record_len(data.as_ref().len() as u32);
+                for rest in &run[i + 1..] {
+                    self.commit(next, off(next));
+                    next += format::record_len(rest.as_ref().len() as u32);
+                }
+                return i;""",
         "after a failed commit, the rest of the batch is still committed, ahead of the retried entry",
     ),
     Mutant(
         "batch-claims-miscounted",
         "src/ring.rs",
-        """            let more = if claimed == n { n - 1 } else { claimed };""",
-        """            let more = claimed;""",
+        """        let more = if claimed == n { n - 1 } else { claimed };""",
+        """        let more = claimed;""",
         "a full batch counts one record too many: the counters no longer add up",
     ),
     Mutant(
         "batch-writes-after-failed-claim",
         "src/ring.rs",
-        """            if claimed < n {
-                // A claim fails""",
-        """            if false && claimed < n {
-                // A claim fails""",
+        """        if claimed < n {
+            // A claim fails""",
+        """        if false && claimed < n {
+            // A claim fails""",
         "after a failed claim, the records claimed before it are still written, into reused space",
     ),
     Mutant(
@@ -226,8 +229,8 @@ MUTANTS = [
     Mutant(
         "batch-wraps",
         "src/ring.rs",
-        """            let limit = room.min(pos - pos_in_lap + region_len);""",
-        """            let limit = room;""",
+        """            let mut limit = room.min(pos - pos_in_lap + region_len);""",
+        """            let mut limit = room;""",
         "a batch reservation runs past the end of the lap (records would straddle it)",
     ),
     Mutant(
@@ -317,6 +320,37 @@ MUTANTS = [
                 }""",
         "",
         "pop_batch takes a read position written between its moves without checking it",
+    ),
+    Mutant(
+        "run-claim-covers-first-only",
+        "src/ring.rs",
+        """let run_claim = format::claim((end - pos) as u32 - REC_HEADER_LEN as u32, self.pid);""",
+        """let run_claim = format::claim(first.len() as u32, self.pid);""",
+        "a batch run's claim covers its first record only: a reader that abandons the run steps onto its BATCHED records and delivers them, and the producer pushes them again",
+    ),
+    Mutant(
+        "run-batched-before-claim",
+        "src/ring.rs",
+        """        if !self.claim_with_off(pos, first_off, STATE_CLAIMED, Some(run_claim)) {
+            // A reader is skipping the unclaimed run after the abandon timeout.""",
+        """        if false {
+            // A reader is skipping the unclaimed run after the abandon timeout.""",
+        "a batch run is written without claiming its first record: nothing stops readers, who deliver its records before the commit",
+    ),
+    Mutant(
+        "run-counts-before-commit",
+        "src/ring.rs",
+        """        if !self.commit(pos, first_off) {
+            // A reader abandoned the first record and stepped over the run, counting
+            // it as one abandoned record, as the reservation counted it pushed.
+            return 0;
+        }""",
+        """        self.word(PUSHED_OFFSET).fetch_add((run.len() - 1) as u64, Ordering::Relaxed);
+        if !self.commit(pos, first_off) {
+            return 0;
+        }
+        self.word(PUSHED_OFFSET).fetch_sub((run.len() - 1) as u64, Ordering::Relaxed);""",
+        "a batch run counts its records pushed before its commit: an abandoned run leaves pushed too high",
     ),
 ]
 

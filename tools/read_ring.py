@@ -3,7 +3,8 @@
 
 An independent reader, written from docs/FORMAT.md alone (Python 3 standard library
 only). It validates the file header and the positions, then walks the records from
-read_pos to write_pos and prints each live entry as one JSON line:
+read_pos to write_pos and prints each live entry as one JSON line (the records of a
+batch run, "Batch runs", one entry each):
 
     {"id": 0, "data_hex": "68656c6c6f", "ttl_secs": 0, "write_time_ms": 1795424510495}
 
@@ -38,6 +39,7 @@ STATE_MASK = 7
 MIN_REGION_LEN = 4096
 MAX_REGION_LEN = 1 << 46
 MAX_POS = 1 << 62
+FLAG_BATCH_RUNS = 1
 
 # File header, static part: (offset, struct format) per field.
 VERSION_OFF = 8
@@ -73,7 +75,8 @@ COMMITTED = 2
 PADDING = 3
 ABANDONED = 4
 SKIPPED = 5
-RECORD_START_STATES = (CLAIMED, COMMITTED, PADDING, ABANDONED)
+BATCHED = 6
+RECORD_START_STATES = (CLAIMED, COMMITTED, PADDING, ABANDONED, BATCHED)
 STATE_NAMES = {
     STALE: "stale",
     CLAIMED: "CLAIMED",
@@ -81,7 +84,7 @@ STATE_NAMES = {
     PADDING: "PADDING",
     ABANDONED: "ABANDONED",
     SKIPPED: "SKIPPED",
-    6: "unassigned state 6",
+    BATCHED: "BATCHED",
     7: "unassigned state 7",
 }
 
@@ -212,8 +215,13 @@ class Header:
             raise NotARing("abandon_ms is 0", ABANDON_MS_OFF)
         if u32_at(buf, RESERVED_OFF) != 0:
             raise NotARing("reserved field is not 0", RESERVED_OFF)
-        if u32_at(buf, FLAGS_OFF) != 0:
-            raise NotARing("flags are not 0", FLAGS_OFF)
+        flags = u32_at(buf, FLAGS_OFF)
+        if flags & ~FLAG_BATCH_RUNS != 0:
+            raise NotARing(
+                "flags are 0x%x; no bit but FLAG_BATCH_RUNS (bit 0) is defined" % flags,
+                FLAGS_OFF,
+            )
+        self.batch_runs = flags & FLAG_BATCH_RUNS != 0
 
 
 # ---------------------------------------------------------------- the walk
@@ -225,6 +233,7 @@ class Reader:
     def __init__(self, buf, header, now_ms, path):
         self.buf = buf
         self.region_len = header.region_len
+        self.batch_runs = header.batch_runs
         self.max_data = min(floor8(self.region_len // 2) - REC_HEADER_LEN, 0xFFFFFFFF)
         self.now_ms = now_ms
         self.path = path
@@ -282,8 +291,25 @@ class Reader:
             probe += RECORD_ALIGN
         return self.write_pos
 
+    def starts_batch_run(self, pos, data_len, claimed):
+        """Whether the record at `pos`, whose claim differs from its data_len, is the
+        first record of a batch run (committed-record rule 4)."""
+        following = pos + record_len(data_len)
+        run_end = pos + REC_HEADER_LEN + claimed
+        return (
+            self.batch_runs
+            and self.state_at(pos) == COMMITTED
+            and claimed % RECORD_ALIGN == 0
+            and run_end > following
+            and claimed <= self.max_data
+            and self.fits_in_lap(pos, REC_HEADER_LEN + claimed)
+            and run_end <= self.write_pos
+            and self.state_at(following) == BATCHED
+        )
+
     def check_committed(self, pos, rec):
-        """Rules 2 to 7 for a committed record header; (field offset, what) or None."""
+        """Rules 2 to 7 for a committed record header (COMMITTED or BATCHED); (field
+        offset, what) or None."""
         stored = u32_at(rec, REC_META_CRC_OFF)
         computed = crc32c(
             struct.pack("<Q", pos)
@@ -300,10 +326,11 @@ class Reader:
             return (REC_VERSION_OFF, "entry version is %d, expected 1" % version)
         data_len = u32_at(rec, REC_DATA_LEN_OFF)
         claimed = u64_at(rec, REC_CLAIM_OFF) & 0xFFFFFFFF
-        if claimed != data_len:
+        if claimed != data_len and not self.starts_batch_run(pos, data_len, claimed):
             return (
                 REC_DATA_LEN_OFF,
-                "data_len %d differs from the claimed %d" % (data_len, claimed),
+                "data_len %d differs from the claimed %d, and the record does not start "
+                "a batch run" % (data_len, claimed),
             )
         if data_len > self.max_data or not self.fits_in_lap(pos, record_len(data_len)):
             return (
@@ -337,7 +364,7 @@ class Reader:
         while pos < self.write_pos:
             off = self.rec_off(pos)
             state = self.state_at(pos)
-            if state == COMMITTED:
+            if state in (COMMITTED, BATCHED):
                 if not self.fits_in_lap(pos, REC_HEADER_LEN):
                     self.report(pos, REC_STAMP_OFF, "a record stamp where no record header fits")
                     pos = self.resync(pos)
@@ -371,6 +398,7 @@ class Reader:
                     self.report(pos, REC_STAMP_OFF, "padding stamp where no padding can be")
                     pos = self.resync(pos)
             elif state == ABANDONED:
+                # For the first record of a batch run, the claim covers the whole run.
                 data_len = self.claim_data_len(pos)
                 length = record_len(data_len)
                 if (

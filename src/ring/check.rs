@@ -19,7 +19,8 @@ use super::{RawRing, Region};
 use crate::format::{
     self, CORRUPT_OFFSET, HEADER_LEN, MAX_POS, READ_POS_OFFSET, REC_CLAIM_OFFSET,
     REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_STAMP_OFFSET, RECORD_ALIGN, STATE_ABANDONED,
-    STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
+    STATE_BATCHED, STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED,
+    WRITE_POS_OFFSET,
 };
 use crate::sync::Ordering;
 
@@ -154,7 +155,7 @@ impl<R: Region> RawRing<R> {
                 })
             };
             let next = match format::stamp_state(stamp, pos) {
-                Some(STATE_COMMITTED) => match self.read_meta(pos) {
+                Some(STATE_COMMITTED | STATE_BATCHED) => match self.read_meta(pos) {
                     Err((field, what)) => Step::Damaged(field, what),
                     Ok(meta) => {
                         let end = pos + format::record_len(meta.data_len);
@@ -505,9 +506,7 @@ impl<R: Region> RawRing<R> {
         let mut pos = self.next_record_start_from(from, to);
         while pos < to {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
-            if format::stamp_state(stamp, pos) == Some(STATE_COMMITTED)
-                && self.read_meta(pos).is_ok()
-            {
+            if format::readable(format::stamp_state(stamp, pos)) && self.read_meta(pos).is_ok() {
                 count += 1;
             }
             pos = self.next_record_start(pos, to);
@@ -547,7 +546,7 @@ impl<R: Region> RawRing<R> {
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
             if pos < MAX_POS && pos % region_len == off && format::starts_record(state) {
-                let intact = (state == STATE_COMMITTED)
+                let intact = format::readable(Some(state))
                     .then(|| self.read_meta(pos).ok())
                     .flatten()
                     .map(|meta| pos + format::record_len(meta.data_len));
@@ -609,16 +608,9 @@ mod tests {
         let region_len = 4096;
         let file_len = HEADER_LEN as u64 + region_len;
         let region = HeapRegion::new(file_len as usize);
-        region.write(
-            0,
-            &Header::new(file_len, 0, Policy::Reject, 100, 0).to_bytes(),
-        );
-        let params = Params {
-            region_len,
-            policy: Policy::Reject,
-            default_ttl_secs: 0,
-            abandon_ms: 100,
-        };
+        let header = Header::new(file_len, 0, Policy::Reject, 100, 0);
+        region.write(0, &header.to_bytes());
+        let params = Params::from_header(&header);
         RawRing::unvalidated(
             region,
             params,
