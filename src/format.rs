@@ -695,13 +695,17 @@ impl RecordMeta {
         b: &RecordHeaderBytes,
         region_len: u64,
     ) -> Result<RecordMeta, (usize, String)> {
-        RecordMeta::from_words(pos, (pos % region_len) as usize, &words_of(b), region_len)
+        let offset = (pos % region_len) as usize;
+        RecordMeta::from_words(pos, offset, &words_of(b), region_len, |_, _| false)
             .map_err(MetaFault::explain)
     }
 
     /// Decodes and checks the header, given as words (the stamp word is not used), of
     /// the record at `pos`, which is at `offset` (`pos % region_len`) in a region of
-    /// `region_len` bytes. On failure returns what is wrong, which
+    /// `region_len` bytes, in the order of FORMAT.md's committed-record rules. A claim
+    /// that differs from the data length is accepted only if `leads_run(data_len,
+    /// claimed)` says the record is the first of a batch run (rule 4), which takes a
+    /// look at the ring. On failure returns what is wrong, which
     /// [`MetaFault::explain`] turns into the offending field and a message.
     #[inline(always)]
     pub(crate) fn from_words(
@@ -709,6 +713,7 @@ impl RecordMeta {
         offset: usize,
         w: &RecordHeaderWords,
         region_len: u64,
+        leads_run: impl FnOnce(u32, u32) -> bool,
     ) -> Result<RecordMeta, MetaFault> {
         debug_assert_eq!(offset as u64, pos % region_len);
         let stored = w[2] as u32;
@@ -727,10 +732,10 @@ impl RecordMeta {
         if meta.version != ENTRY_VERSION {
             return Err(MetaFault::Version(meta.version));
         }
-        // Longer only for the first record of a batch run, whose claim covers the
-        // run; the caller, which can see the next record, checks that case.
+        // Different only for the first record of a batch run, whose claim covers the
+        // run.
         let claimed = claim_data_len(w[1]);
-        if claimed < meta.data_len {
+        if claimed != meta.data_len && !leads_run(meta.data_len, claimed) {
             return Err(MetaFault::ClaimedLen {
                 data_len: meta.data_len,
                 claimed,

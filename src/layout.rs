@@ -173,8 +173,9 @@ pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
     (stamp & !STATE_MASK, name)
 }
 
-/// The payload length, the writer's process ID and the tag of the writer's PID
-/// namespace (0: none) carried by a record's claim word.
+/// The claimed length (the payload length, or for the first record of a batch run
+/// the rest of the run after its header), the writer's process ID and the tag of the
+/// writer's PID namespace (0: none) carried by a record's claim word.
 pub fn decode_claim(claim: u64) -> (u32, u32, u32) {
     let (pid, tag) = crate::format::split_writer(crate::format::claim_pid(claim));
     (crate::format::claim_data_len(claim), pid, tag)

@@ -65,6 +65,7 @@ pub struct Options {
     on_full: OnFull,
     mode: u32,
     abandon_timeout: Duration,
+    batch_runs: bool,
 }
 
 impl Default for Options {
@@ -84,7 +85,7 @@ pub(crate) fn ttl_secs(ttl: Duration) -> Result<u32> {
 
 impl Options {
     /// Defaults: 1 MiB file, no TTL, [`OnFull::Overwrite`], mode 0600, a 2 s abandon
-    /// timeout.
+    /// timeout, batch runs.
     pub fn new() -> Options {
         Options {
             size: 1 << 20,
@@ -92,6 +93,7 @@ impl Options {
             on_full: OnFull::Overwrite,
             mode: 0o600,
             abandon_timeout: Duration::from_secs(2),
+            batch_runs: true,
         }
     }
 
@@ -129,6 +131,19 @@ impl Options {
         self
     }
 
+    /// Whether [`Ring::push_batch`] may write a batch as one run (on by default): one
+    /// claim and one commit for the lot, which made batches of 64-byte entries about
+    /// twice as fast on the benchmark host (docs/BENCHMARKS.md). The file then says so
+    /// in its header, and mmring 0.2 and
+    /// earlier refuse to open it (`Error::Corrupt` at offset 44). Turn it off only to
+    /// create a ring that processes running those versions must share; batches are
+    /// then written as records of their own, as those versions write them. An
+    /// existing ring keeps what it was created with.
+    pub fn batch_runs(mut self, on: bool) -> Options {
+        self.batch_runs = on;
+        self
+    }
+
     fn header(&self) -> Result<Header> {
         format::region_len_for(self.size).map_err(|what| Error::InvalidArgument { what })?;
         let abandon_ms = u32::try_from(self.abandon_timeout.as_millis())
@@ -145,13 +160,15 @@ impl Options {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Ok(Header::new(
+        let mut header = Header::new(
             self.size,
             ttl_secs(self.ttl)?,
             self.on_full.into(),
             abandon_ms,
             created_ms,
-        ))
+        );
+        header.batch_runs = self.batch_runs;
+        Ok(header)
     }
 
     /// Creates a new ring file at `path`.

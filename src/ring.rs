@@ -503,7 +503,7 @@ impl<R: Region> RawRing<R> {
         let first = run[0].as_ref();
         // A reader that abandons the first record steps over this many bytes after its
         // header: the whole run (`reserve_run` keeps it within `max_data`).
-        let run_claim = format::claim((end - pos) as u32 - REC_HEADER_LEN as u32, self.pid);
+        let run_claim = format::claim((end - pos - REC_HEADER_LEN as u64) as u32, self.pid);
         if !self.claim_with_off(pos, first_off, STATE_CLAIMED, Some(run_claim)) {
             // A reader is skipping the unclaimed run after the abandon timeout.
             self.give_back(pos + format::record_len(first.len() as u32), &run[1..]);
@@ -521,7 +521,16 @@ impl<R: Region> RawRing<R> {
             false,
         );
         let mut at = pos + format::record_len(first.len() as u32);
+        let claimed = format::stamp(pos, STATE_CLAIMED);
         for data in &run[1..] {
+            #[cfg(test)]
+            tests::run_hook("run-before-record");
+            // A reader that abandoned the run after the timeout has stepped over it,
+            // and the rest of it may soon be a later lap's: stop writing (the commit
+            // would fail anyway). A plain load of a line this producer just wrote.
+            if self.word(first_off).load(Ordering::Relaxed) != claimed {
+                return 0;
+            }
             let data = data.as_ref();
             let off = first_off + (at - pos) as usize;
             let claim = format::claim(data.len() as u32, self.pid);
@@ -1306,15 +1315,13 @@ impl<R: Region> RawRing<R> {
         for (word, cell) in words[1..].iter_mut().zip(&cells[1..]) {
             *word = cell.load(Ordering::Relaxed);
         }
-        let meta = RecordMeta::from_words(pos, off - HEADER_LEN, &words, self.params.region_len)?;
-        let claimed = format::claim_data_len(words[1]);
-        if claimed != meta.data_len && !self.leads_run(pos, off, meta.data_len, claimed) {
-            return Err(MetaFault::ClaimedLen {
-                data_len: meta.data_len,
-                claimed,
-            });
-        }
-        Ok(meta)
+        RecordMeta::from_words(
+            pos,
+            off - HEADER_LEN,
+            &words,
+            self.params.region_len,
+            |data_len, claimed| self.leads_run(pos, off, data_len, claimed),
+        )
     }
 
     /// Whether the record at `pos` (file offset `off`), with `data_len` payload bytes
@@ -1621,12 +1628,22 @@ impl<R: Region> RawRing<R> {
             // a reader killed mid-walk (the next reader finishes it) is still counted.
             self.count(counter);
         }
+        // A run's later records are committed only with its first. From a record known
+        // committed they are records to stop at; from anything else (a stale, skipped
+        // or damaged head: possibly a claimed first record whose stamp was damaged)
+        // they may belong to a run that was never committed, and are poisoned like
+        // any word that is not a record start (DESIGN: Batch runs).
+        let through_runs = format::readable(format::stamp_state(stamp, read));
         let mut pos = read + RECORD_ALIGN;
         while pos < write {
             let word = self.stamp_at(pos);
             let value = word.load(Ordering::Acquire);
             match format::stamp_state(value, pos) {
-                Some(state) if format::starts_record(state) => break,
+                Some(state)
+                    if format::starts_record(state) && (through_runs || state != STATE_BATCHED) =>
+                {
+                    break;
+                }
                 Some(STATE_SKIPPED) => pos += RECORD_ALIGN,
                 _ => {
                     // Re-checked before every poisoning (skips are rare): a reader
@@ -1653,6 +1670,21 @@ impl<R: Region> RawRing<R> {
         }
         self.advance_read(read, pos.min(write), false);
         Ok(marked)
+    }
+
+    /// Where the `SKIPPED` marks from `pos` end: the record start (or `end`) that
+    /// follows an unbroken run of them, or `None` when a word that is neither comes
+    /// first (a skip still under way).
+    fn end_of_skipped(&self, pos: u64, end: u64) -> Option<u64> {
+        let mut at = pos + RECORD_ALIGN;
+        while at < end {
+            match format::stamp_state(self.stamp_at(at).load(Ordering::Acquire), at) {
+                Some(STATE_SKIPPED) => at += RECORD_ALIGN,
+                Some(state) if format::starts_record(state) => return Some(at),
+                _ => return None,
+            }
+        }
+        Some(end)
     }
 
     /// The first record start (a stamp for its own position in a state that starts a
@@ -1738,12 +1770,18 @@ impl<R: Region> RawRing<R> {
                     *cursor = pos + rec_len;
                     continue;
                 }
-                // Marks of a skip (or a repair): step to the next record start, as
-                // the skipping reader will.
-                Some(STATE_SKIPPED) => {
-                    *cursor = self.next_record_start(pos, end);
-                    continue;
-                }
+                // Marks of a skip (or a repair): step over them to the record start
+                // they end at, where the skipping reader will stop. A word that is
+                // neither means the skip is unfinished: what lies beyond is not known
+                // to be a record start yet (it may be a batch run whose first record
+                // a producer has just claimed behind a stale word), so stop here.
+                Some(STATE_SKIPPED) => match self.end_of_skipped(pos, end) {
+                    Some(next) => {
+                        *cursor = next;
+                        continue;
+                    }
+                    None => return Ok(None),
+                },
                 // Being written, or not a record: the committed prefix ends here.
                 _ => return Ok(None),
             }
@@ -2880,6 +2918,116 @@ mod tests {
             .map(|&at| (word(at), format::claim_data_len(word(at + 8))))
             .collect();
         assert_eq!(words, [(2, 136), (70, 2), (134, 3)]);
+    }
+
+    /// A batch longer than `56 + max_data` bytes is written as several runs, so that
+    /// every run's claim is a length readers accept.
+    #[test]
+    fn batch_longer_than_a_claim_can_say_is_split_into_runs() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let entries = vec![[7u8; 200]; 12]; // 256 bytes each: 3072 in all
+        assert_eq!(ring.push_batch(&entries, 0).unwrap(), 12);
+        let word = |off: u64| ring.word(HEADER_LEN + off as usize).load(Ordering::Relaxed);
+        let records: Vec<(u64, u32)> = (0..12)
+            .map(|i| i * 256)
+            .map(|at| {
+                (
+                    word(at) & format::STATE_MASK,
+                    format::claim_data_len(word(at + 8)),
+                )
+            })
+            .collect();
+        // 56 + max_data = 2048 bytes: eight records, then the other four.
+        let mut want = vec![(STATE_COMMITTED, 2048 - 56)];
+        want.extend([(STATE_BATCHED, 200); 7]);
+        want.push((STATE_COMMITTED, 1024 - 56));
+        want.extend([(STATE_BATCHED, 200); 3]);
+        assert_eq!(records, want);
+        assert_eq!(
+            std::iter::from_fn(|| pop(&ring)).count(),
+            12,
+            "all delivered"
+        );
+    }
+
+    /// A read-only walk (peek, a subscriber) that meets the marks of a skip still
+    /// under way stops at the first word that is not one: the word may be a run's
+    /// first record that was stale when looked at and claimed just after, with its
+    /// later records already stamped BATCHED, which must not be read before the run is
+    /// committed. A finished skip is stepped over.
+    #[test]
+    fn peek_stops_at_an_unfinished_skip_in_front_of_a_batch_run() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let (dead, _) = ring.reserve(format::record_len(8)).unwrap(); // never claimed
+        assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        let first = dead + format::record_len(8);
+        let stamp = |at: u64| ring.stamp_at(at);
+        let peeked = |ring: &RawRing<HeapRegion>| {
+            let (mut cursor, end) = ring.positions().unwrap();
+            let mut buf = Vec::new();
+            std::iter::from_fn(|| ring.peek_next(&mut cursor, end, &mut buf).unwrap())
+                .map(|meta| meta.id)
+                .collect::<Vec<u64>>()
+        };
+        // What a walk may see: the skip's mark at the head, stale words after it, the
+        // run's first stamp not yet claimed, and the run's later records.
+        stamp(dead).store(format::stamp(dead, STATE_SKIPPED), Ordering::Relaxed);
+        stamp(first).store(0, Ordering::Relaxed);
+        assert_eq!(peeked(&ring), [0u64; 0], "nothing past an unfinished skip");
+        // The skip finished, the run committed: everything.
+        for at in (dead..first).step_by(8) {
+            stamp(at).store(format::stamp(at, STATE_SKIPPED), Ordering::Relaxed);
+        }
+        stamp(first).store(format::stamp(first, STATE_COMMITTED), Ordering::Relaxed);
+        assert_eq!(peeked(&ring), [first, first + 64, first + 128]);
+    }
+
+    /// A claimed run's first stamp damaged into a stale word while its producer writes
+    /// it: readers skip it after the timeout by scanning, and the scan must poison the
+    /// run's BATCHED records (never committed) rather than stop at them. The producer's
+    /// commit fails and it pushes the batch again: each entry delivered once.
+    #[test]
+    fn skip_over_a_damaged_claimed_run_does_not_deliver_its_records() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                ring.stamp_at(0).store(0, Ordering::Relaxed); // CLAIMED(0): one bit off
+                readers_give_up(&ring, &mono, &["skips the run, delivering nothing"]);
+                let c = ring.counters();
+                assert_eq!((c.read_pos, c.abandoned), (c.write_pos, 1), "{c:?}");
+            });
+        }
+        // Counted: the reservation 1 (the skip's one), then 3.
+        batch_pushed_again(&ring, (4, 3, 1));
+    }
+
+    /// A batch run's producer stopped after its claim for longer than the abandon
+    /// timeout: when it resumes, it finds its first record abandoned and writes none
+    /// of the rest (that space may be a later lap's by then), and pushes the batch
+    /// again.
+    #[test]
+    fn batch_run_abandoned_while_written_writes_no_more_of_it() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("run-before-record", move || {
+                readers_give_up(&ring, &mono, &["abandons the run"]);
+            });
+        }
+        // Counted: the reservation 1 (the reader's abandoned one), then 3.
+        let ids = batch_pushed_again(&ring, (4, 3, 1));
+        assert_eq!(ids[0], 192, "pushed again after the abandoned run");
+        for at in [64, 128] {
+            let word = ring.stamp_at(at).load(Ordering::Relaxed);
+            assert_eq!(
+                format::stamp_state(word, at),
+                None,
+                "record at {at} written"
+            );
+        }
     }
 
     /// A batch run's producer stalled between its claim and its commit for longer

@@ -212,6 +212,16 @@ fn batches_are_runs_except_in_files_made_before_batch_runs() {
     assert_eq!(states(&older), [2, 2, 2, 2, 2]);
     let stats = older.stats();
     assert_eq!((stats.pushed, stats.popped, stats.len), (5, 5, 0));
+
+    // The same file, made for processes of older versions to share.
+    let shared = Options::new()
+        .size(16 << 10)
+        .on_full(OnFull::Reject)
+        .batch_runs(false)
+        .create(dir.path().join("shared.ring"))
+        .unwrap();
+    assert_eq!(std::fs::read(shared.path()).unwrap()[44..48], [0; 4]);
+    assert_eq!(states(&shared), [2, 2, 2, 2, 2]);
 }
 
 #[test]

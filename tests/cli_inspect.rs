@@ -251,7 +251,7 @@ fn dump_records_shows_every_record_field_and_the_payload() {
         assert!(dump.contains(line), "{line:?} in\n{dump}");
     }
     for field in [
-        "claim = data_len 5, writer pid ",
+        "claim = claims 5 bytes, writer pid ",
         "meta_crc = 0x",
         "version = 1",
         "ttl_secs = 0",

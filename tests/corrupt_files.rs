@@ -694,9 +694,16 @@ fn invalid_record_field_with_a_valid_checksum_is_reported_at_the_field() {
         (
             // A claim covers more than its record only for the first record of a
             // batch run, which this is not: the next record is not stamped BATCHED.
+            // The claim is made a whole number of words ending at the record's end,
+            // so that only that check tells.
             "data_len below the claim",
             REC_DATA_LEN_OFFSET,
-            |p, off| write_u32(p, off + REC_DATA_LEN_OFFSET, 20),
+            |p, off| {
+                let data_len = read_u64(p, off + REC_DATA_LEN_OFFSET - 4) >> 32;
+                let claim = (56 + data_len).next_multiple_of(8) - 56;
+                write_u32(p, off + REC_CLAIM_OFFSET, claim as u32);
+                write_u32(p, off + REC_DATA_LEN_OFFSET, 20);
+            },
         ),
         (
             "data_len beyond the maximum",

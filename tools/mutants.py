@@ -324,7 +324,7 @@ MUTANTS = [
     Mutant(
         "run-claim-covers-first-only",
         "src/ring.rs",
-        """let run_claim = format::claim((end - pos) as u32 - REC_HEADER_LEN as u32, self.pid);""",
+        """let run_claim = format::claim((end - pos - REC_HEADER_LEN as u64) as u32, self.pid);""",
         """let run_claim = format::claim(first.len() as u32, self.pid);""",
         "a batch run's claim covers its first record only: a reader that abandons the run steps onto its BATCHED records and delivers them, and the producer pushes them again",
     ),
@@ -351,6 +351,43 @@ MUTANTS = [
         }
         self.word(PUSHED_OFFSET).fetch_sub((run.len() - 1) as u64, Ordering::Relaxed);""",
         "a batch run counts its records pushed before its commit: an abandoned run leaves pushed too high",
+    ),
+    Mutant(
+        "run-cap-ignored",
+        "src/ring.rs",
+        """                limit = limit.min(pos + REC_HEADER_LEN as u64 + u64::from(self.max_data));""",
+        """                let _ = limit.min(pos + REC_HEADER_LEN as u64 + u64::from(self.max_data));""",
+        "a batch run may be longer than a claim readers accept: an abandoned one is taken for damage",
+    ),
+    Mutant(
+        "run-writes-after-abandon",
+        "src/ring.rs",
+        """            if self.word(first_off).load(Ordering::Relaxed) != claimed {""",
+        """            if false && self.word(first_off).load(Ordering::Relaxed) != claimed {""",
+        "a batch run's producer goes on writing the run after readers abandoned it, into space a later lap may hold",
+    ),
+    Mutant(
+        "scan-stops-at-any-batched",
+        "src/ring.rs",
+        """        let through_runs = format::readable(format::stamp_state(stamp, read));""",
+        """        let through_runs = true;""",
+        "a skip from a stale or damaged head stops at BATCHED records, which may belong to a run never committed",
+    ),
+    Mutant(
+        "peek-scans-past-unfinished-skip",
+        "src/ring.rs",
+        """                Some(STATE_SKIPPED) => match self.end_of_skipped(pos, end) {""",
+        """                Some(STATE_SKIPPED) => match Some(self.next_record_start(pos, end)) {""",
+        "peek scans past an unfinished skip, onto BATCHED records of a run claimed behind a stale word",
+    ),
+    Mutant(
+        "leads-run-ignores-next",
+        "src/ring.rs",
+        """                .load(Ordering::Acquire)
+                == format::stamp(next, STATE_BATCHED)""",
+        """                .load(Ordering::Acquire)
+                != u64::MAX""",
+        "any committed record whose claim exceeds its data length is taken for a batch run's first",
     ),
 ]
 

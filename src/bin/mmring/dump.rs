@@ -245,8 +245,8 @@ fn describe_record_field(field: &Field, record: &[u8], position: u64) -> String 
             }
         }
         "claim" => {
-            let (data_len, pid, tag) = layout::decode_claim(value);
-            format!("data_len {data_len}, writer pid {pid} (PID namespace tag {tag})")
+            let (claimed, pid, tag) = layout::decode_claim(value);
+            format!("claims {claimed} bytes, writer pid {pid} (PID namespace tag {tag})")
         }
         "meta_crc" | "data_crc" => format!("{value:#010x}"),
         _ if field.kind == FieldKind::Bytes => String::new(),
