@@ -272,6 +272,15 @@ fn flip_byte(path: &Path, offset: u64) {
     file.write_all_at(&byte, offset).expect("write a byte");
 }
 
+/// A new ring of the smallest size, 8192 bytes, named `name` in `dir`.
+fn small_ring(dir: &Path, name: &str, on_full: OnFull) -> Ring {
+    Options::new()
+        .size(8192)
+        .on_full(on_full)
+        .create(dir.join(name))
+        .expect("create")
+}
+
 /// Asserts that the reader, run on a healthy ring, prints exactly what `peek` yields.
 fn assert_reader_matches_peek(script: &Path, ring: &Ring) -> Vec<Entry> {
     let entries = peeked(ring);
@@ -387,11 +396,7 @@ fn lists_a_wrapped_ring_with_padding_and_popped_entries() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .create(dir.path().join("wrapped.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "wrapped.ring", OnFull::Reject);
     let region = ring.capacity_bytes();
     // Fill, pop a few, refill, ... until the ring has lapped three times and its live
     // range holds a padding record.
@@ -432,11 +437,7 @@ fn lists_an_overwrite_ring_after_evictions() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Overwrite)
-        .create(dir.path().join("overwrite.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "overwrite.ring", OnFull::Overwrite);
     for seed in 0..400u64 {
         ring.push(&payload(seed, (seed * 104_729 % 500) as usize))
             .expect("push");
@@ -454,11 +455,7 @@ fn applies_the_ttl_rule_at_the_exact_millisecond() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .create(dir.path().join("ttl.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "ttl.ring", OnFull::Reject);
     ring.push(b"forever").expect("push");
     // Long enough that neither expires while the test runs on a loaded machine; the
     // boundaries are probed with --now-ms.
@@ -507,13 +504,19 @@ fn stops_like_peek_at_a_record_still_being_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ring, ids) = three_entry_ring(&dir.path().join("claimed.ring"));
     set_stamp(&ring, ids[1], STATE_CLAIMED);
-    let entries = peeked(&ring);
-    let seen: Vec<u64> = entries.iter().map(Entry::id).collect();
-    assert_eq!(seen, [ids[0]], "peek stops at the CLAIMED record");
-    let listing = run_reader(&script, ring.path(), None);
+    assert_both_stop_at_the_claimed_second_record(&script, &ring, ids[1]);
+}
+
+/// Asserts that `peek` and the reader list only the first entry of `ring`, whose
+/// second record, at `claimed`, is CLAIMED, and that the reader says why it stopped.
+fn assert_both_stop_at_the_claimed_second_record(script: &Path, ring: &Ring, claimed: u64) {
+    let entries = peeked(ring);
+    assert_eq!(entries.len(), 1, "peek stops at the CLAIMED record");
+    assert!(entries[0].id() < claimed);
+    let listing = run_reader(script, ring.path(), None);
     assert_eq!(listing.status, 0, "{}", listing.stderr);
     assert_eq!(listing.entries, [json_line(&entries[0])]);
-    let note = format!("the record at position {} ", ids[1]);
+    let note = format!("the record at position {claimed} ");
     assert!(
         listing.stderr.contains(&note) && listing.stderr.contains("not committed"),
         "the reader says why it stopped: {}",
@@ -604,11 +607,7 @@ fn resynchronizes_past_payload_words_that_look_like_stamps() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .create(dir.path().join("forged.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "forged.ring", OnFull::Reject);
     let first = ring.push(b"first entry").expect("push");
     // The next record's position is known in advance, so its payload can hold words
     // that look like stamps: at payload word 0 a COMMITTED stamp of a later lap, at
@@ -707,11 +706,7 @@ fn lists_batch_runs_across_wraps_with_padding_exactly_as_peek() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .create(dir.path().join("runs.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "runs.ring", OnFull::Reject);
     let region = ring.capacity_bytes();
     // Until the ring has lapped three times and its live range holds several batch
     // runs, one of them right after a padding record.
@@ -741,11 +736,7 @@ fn lists_an_overwrite_ring_of_batch_runs_after_evictions() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Overwrite)
-        .create(dir.path().join("overwrite_runs.ring"))
-        .expect("create");
+    let ring = small_ring(dir.path(), "overwrite_runs.ring", OnFull::Overwrite);
     for seed in 0..150u64 {
         let batch: Vec<Vec<u8>> = (0..seed % 7 + 1)
             .map(|i| payload(seed + i, ((seed + i) * 104_729 % 300) as usize))
@@ -820,17 +811,7 @@ fn stops_like_peek_at_a_batch_run_still_being_written() {
     let (ring, entries) = ring_with_a_batch_run(&dir.path().join("claimed_run.ring"));
     // The run's later records are BATCHED already; they wait for its commit.
     set_stamp(&ring, entries[1].id(), STATE_CLAIMED);
-    let seen: Vec<u64> = peeked(&ring).iter().map(Entry::id).collect();
-    assert_eq!(seen, [entries[0].id()], "peek stops at the CLAIMED record");
-    let listing = run_reader(&script, ring.path(), None);
-    assert_eq!(listing.status, 0, "{}", listing.stderr);
-    assert_eq!(listing.entries, [json_line(&entries[0])]);
-    let note = format!("the record at position {} ", entries[1].id());
-    assert!(
-        listing.stderr.contains(&note) && listing.stderr.contains("not committed"),
-        "the reader says why it stopped: {}",
-        listing.stderr
-    );
+    assert_both_stop_at_the_claimed_second_record(&script, &ring, entries[1].id());
 }
 
 #[test]
