@@ -561,7 +561,8 @@ mod api {
         /// Iterates over the live entries, oldest first, without removing them. The
         /// iteration covers entries pushed before the call; entries removed meanwhile
         /// by other handles are skipped, and it stops at an entry still being
-        /// written. Its cursor lives in the iterator, not in the file.
+        /// written, or where the marks of a damaged range that a reader is still
+        /// skipping end. Its cursor lives in the iterator, not in the file.
         pub fn peek(&self) -> Peek<'_> {
             let (cursor, end) = match self.raw.positions() {
                 Ok(positions) => positions,

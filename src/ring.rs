@@ -1348,6 +1348,19 @@ impl<R: Region> RawRing<R> {
                 == format::stamp(next, STATE_BATCHED)
     }
 
+    /// Whether `data_len`, the length in the claim word of the abandoned or claimed
+    /// record at `pos`, can be stepped over: within `max_data` and the lap, and not
+    /// ending on a `BATCHED` record. A claim covers a whole reservation, so what
+    /// follows it is never the middle of a run; landing there means the claim word is
+    /// damaged, and stepping on would read records of a run never committed.
+    fn claimed_len_plausible(&self, pos: u64, data_len: u32) -> bool {
+        let end = pos + format::record_len(data_len);
+        data_len <= self.max_data
+            && self.fits_in_lap(pos, end - pos)
+            && format::stamp_state(self.stamp_at(end).load(Ordering::Acquire), end)
+                != Some(STATE_BATCHED)
+    }
+
     /// The claim word (data length and writer field) of the record at `pos`,
     /// if the word is inside the region.
     fn claim_word(&self, pos: u64) -> Option<u64> {
@@ -1553,10 +1566,7 @@ impl<R: Region> RawRing<R> {
         let claim = self.claim_word(read);
         let data_len = claim.map_or(u32::MAX, format::claim_data_len);
         let rec_len = format::record_len(data_len);
-        if data_len <= self.max_data
-            && self.fits_in_lap(read, rec_len)
-            && self.within_written(read + rec_len)
-        {
+        if self.claimed_len_plausible(read, data_len) && self.within_written(read + rec_len) {
             // The chain is for the per-record batches of files without batch runs,
             // whose other records stay CLAIMED (DESIGN: Batches).
             if self.advance_read(read, read + rec_len, false)
@@ -1628,22 +1638,17 @@ impl<R: Region> RawRing<R> {
             // a reader killed mid-walk (the next reader finishes it) is still counted.
             self.count(counter);
         }
-        // A run's later records are committed only with its first. From a record known
-        // committed they are records to stop at; from anything else (a stale, skipped
-        // or damaged head: possibly a claimed first record whose stamp was damaged)
-        // they may belong to a run that was never committed, and are poisoned like
-        // any word that is not a record start (DESIGN: Batch runs).
-        let through_runs = format::readable(format::stamp_state(stamp, read));
+        // BATCHED words are not record starts here: whether their run was committed
+        // can't be told from the middle of it (the head may be a claimed first record
+        // whose stamp was damaged), so they are poisoned like any other word, and a
+        // skip that starts at a run's first record takes the whole run with it
+        // (DESIGN: Batch runs).
         let mut pos = read + RECORD_ALIGN;
         while pos < write {
             let word = self.stamp_at(pos);
             let value = word.load(Ordering::Acquire);
             match format::stamp_state(value, pos) {
-                Some(state)
-                    if format::starts_record(state) && (through_runs || state != STATE_BATCHED) =>
-                {
-                    break;
-                }
+                Some(state) if format::starts_record(state) => break,
                 Some(STATE_SKIPPED) => pos += RECORD_ALIGN,
                 _ => {
                     // Re-checked before every poisoning (skips are rare): a reader
@@ -1751,7 +1756,7 @@ impl<R: Region> RawRing<R> {
                 Some(STATE_ABANDONED) => {
                     let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
                     let rec_len = format::record_len(data_len);
-                    if data_len > self.max_data || !self.fits_in_lap(pos, rec_len) {
+                    if !self.claimed_len_plausible(pos, data_len) {
                         // SYNC(seqlock): as for a record's copy below.
                         fence(Ordering::Acquire);
                         if self.read_pos().load(Ordering::Relaxed) > pos {
@@ -3071,12 +3076,15 @@ mod tests {
         assert!(ids[0] > 0, "pushed again after the skipped range: {ids:?}");
     }
 
-    /// A damaged header in a batch run's first record costs that record only: the
-    /// later records were committed with it and are delivered.
+    /// A damaged header in a batch run's first record costs the whole run, reported
+    /// once: the skip over it can't tell the run's later records from those of a run
+    /// never committed (its first stamp damaged while it was written), so it takes
+    /// them too. The record after the run is delivered.
     #[test]
-    fn damaged_first_record_of_a_batch_run_leaves_the_rest_deliverable() {
+    fn damaged_first_record_of_a_batch_run_costs_the_run() {
         let (ring, ..) = ring(4096, Policy::Reject);
         assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        let after = ring.push(b"after", 0).unwrap();
         // Flip a bit of the first record's TTL, which its meta checksum covers.
         let ttl = ring.word(HEADER_LEN + format::REC_TTL_OFFSET);
         ttl.fetch_xor(1, Ordering::Relaxed);
@@ -3085,10 +3093,43 @@ mod tests {
             ring.pop_into(&mut buf),
             Err(Error::Corrupt { .. })
         ));
-        assert_eq!(pop(&ring).map(|(_, d)| d), Some(b"two".to_vec()));
-        assert_eq!(pop(&ring).map(|(_, d)| d), Some(b"three".to_vec()));
+        assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
+        assert_eq!(pop(&ring), None);
         let c = ring.counters();
-        assert_eq!((c.pushed, c.popped, c.corrupt), (3, 2, 1));
+        assert_eq!((c.pushed, c.popped, c.corrupt), (4, 1, 1));
+    }
+
+    /// An abandoned record whose claim word was damaged so that it ends on a
+    /// `BATCHED` record is damage: a claim covers a whole reservation, never part of a
+    /// run. Stepping by it would deliver records of a run that was never committed.
+    #[test]
+    fn abandoned_claim_ending_inside_a_run_is_damage() {
+        let (ring, _, mono) = ring(4096, Policy::Reject);
+        let ring = Arc::new(ring);
+        {
+            let ring = ring.clone();
+            at_point("batch-before-commit", move || {
+                // The run's claim word now says one record: a flipped bit.
+                let claim = ring.word(HEADER_LEN + REC_CLAIM_OFFSET);
+                claim.store(format::claim(3, 1), Ordering::Relaxed);
+                let mut buf = Vec::new();
+                assert_eq!(ring.pop_into(&mut buf).unwrap().map(|m| m.id), None);
+                mono.store(100, Ordering::Relaxed);
+                match ring.pop_into(&mut buf) {
+                    Err(Error::Corrupt { offset, .. }) => {
+                        assert_eq!(offset, (HEADER_LEN + REC_CLAIM_OFFSET) as u64)
+                    }
+                    other => panic!("expected the claim reported, got {other:?}"),
+                }
+                assert_eq!(ring.pop_into(&mut buf).unwrap().map(|m| m.id), None);
+            });
+        }
+        // Counted: the reservation 1, then 3; the damaged run once abandoned (its
+        // mark) and once corrupt (its claim), as any abandoned record whose claim is
+        // found damaged.
+        let ids = batch_pushed_again(&ring, (4, 3, 1));
+        assert!(ids[0] > 0, "{ids:?}");
+        assert_eq!(ring.counters().corrupt, 1);
     }
 
     /// Expired entries inside a batch are removed and counted but not returned, and

@@ -752,7 +752,7 @@ fn lists_an_overwrite_ring_of_batch_runs_after_evictions() {
 }
 
 #[test]
-fn reports_a_damaged_batch_run_head_and_lists_the_rest_as_pop_does() {
+fn reports_a_damaged_batch_run_head_and_steps_over_the_run_as_pop_does() {
     let Some(script) = reader_script() else {
         return;
     };
@@ -773,11 +773,40 @@ fn reports_a_damaged_batch_run_head_and_lists_the_rest_as_pop_does() {
     let (popped, corrupt) = pop_all(ring.path());
     assert_eq!(corrupt, [head + REC_META_CRC_OFFSET]);
     let mut rest = vec![lines[0].clone()];
-    rest.extend_from_slice(&lines[2..]);
+    rest.extend_from_slice(&lines[5..]);
     assert_eq!(
         popped, rest,
-        "pop resynchronizes at the run's second record and delivers the rest of the run"
+        "pop resynchronizes after the run: a scan does not stop at BATCHED records"
     );
+    assert_eq!(listing.status, 3, "{}", listing.stderr);
+    assert_eq!(listing.entries, popped);
+    assert_eq!(listing.corrupt_offsets(), corrupt);
+}
+
+/// An abandoned run's first record whose claim word was damaged to end on one of the
+/// run's BATCHED records: the claim is damage (a claim never ends inside a run), and
+/// both pop and the reader report it and resynchronize after the run.
+#[test]
+fn reports_an_abandoned_claim_ending_inside_a_run_as_pop_does() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ring, entries) = ring_with_a_batch_run(&dir.path().join("short_claim.ring"));
+    let lines: Vec<String> = entries.iter().map(json_line).collect();
+    let head = record_offset(&ring, entries[1].id());
+    set_stamp(&ring, entries[1].id(), STATE_ABANDONED);
+    // The claim of the first record alone: 40 bytes, ending on the run's second.
+    patch(ring.path(), head + REC_CLAIM_OFFSET, &40u32.to_le_bytes());
+    let claim_offset = head + REC_CLAIM_OFFSET;
+    assert_eq!(
+        peek_results(&ring),
+        [Ok(lines[0].clone()), Err(claim_offset)]
+    );
+    let listing = run_reader(&script, ring.path(), None);
+    let (popped, corrupt) = pop_all(ring.path());
+    assert_eq!(corrupt, [claim_offset]);
+    assert_eq!(popped, [lines[0].clone(), lines[5].clone()]);
     assert_eq!(listing.status, 3, "{}", listing.stderr);
     assert_eq!(listing.entries, popped);
     assert_eq!(listing.corrupt_offsets(), corrupt);
@@ -869,8 +898,8 @@ fn reports_a_batch_run_head_in_a_file_without_the_flag_as_pop_does() {
     let (popped, corrupt) = pop_all(&path);
     assert_eq!(corrupt, [head + REC_DATA_LEN_OFFSET]);
     let mut rest = vec![lines[0].clone()];
-    rest.extend_from_slice(&lines[2..]);
-    assert_eq!(popped, rest);
+    rest.extend_from_slice(&lines[5..]);
+    assert_eq!(popped, rest, "the run goes with its damaged first record");
     assert_eq!(listing.status, 3, "{}", listing.stderr);
     assert_eq!(listing.entries, popped);
     assert_eq!(listing.corrupt_offsets(), corrupt);

@@ -367,11 +367,22 @@ MUTANTS = [
         "a batch run's producer goes on writing the run after readers abandoned it, into space a later lap may hold",
     ),
     Mutant(
-        "scan-stops-at-any-batched",
+        "scan-stops-at-batched",
+        "src/format.rs",
+        """        STATE_CLAIMED | STATE_COMMITTED | STATE_PADDING | STATE_ABANDONED
+    )""",
+        """        STATE_CLAIMED | STATE_COMMITTED | STATE_PADDING | STATE_ABANDONED | STATE_BATCHED
+    )""",
+        "a scan stops at BATCHED records, which may belong to a run never committed (its first stamp damaged)",
+    ),
+    Mutant(
+        "abandoned-claim-into-run",
         "src/ring.rs",
-        """        let through_runs = format::readable(format::stamp_state(stamp, read));""",
-        """        let through_runs = true;""",
-        "a skip from a stale or damaged head stops at BATCHED records, which may belong to a run never committed",
+        """                != Some(STATE_BATCHED)
+    }""",
+        """                != Some(u64::MAX)
+    }""",
+        "an abandoned record is stepped over by a damaged claim that ends inside a run, onto records never committed",
     ),
     Mutant(
         "peek-scans-past-unfinished-skip",

@@ -76,7 +76,8 @@ PADDING = 3
 ABANDONED = 4
 SKIPPED = 5
 BATCHED = 6
-RECORD_START_STATES = (CLAIMED, COMMITTED, PADDING, ABANDONED, BATCHED)
+# BATCHED is not one: a scan can't tell whether its run was committed.
+RECORD_START_STATES = (CLAIMED, COMMITTED, PADDING, ABANDONED)
 STATE_NAMES = {
     STALE: "stale",
     CLAIMED: "CLAIMED",
@@ -405,6 +406,7 @@ class Reader:
                     data_len <= self.max_data
                     and self.fits_in_lap(pos, length)
                     and pos + length <= self.write_pos
+                    and self.state_at(pos + length) != BATCHED
                 ):
                     pos += length
                 else:

@@ -214,10 +214,7 @@ impl<R: Region> RawRing<R> {
                 Some(state @ (STATE_ABANDONED | STATE_CLAIMED)) => {
                     let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
                     let rec_len = format::record_len(data_len);
-                    if data_len <= self.max_data
-                        && self.fits_in_lap(pos, rec_len)
-                        && pos + rec_len <= write
-                    {
+                    if self.claimed_len_plausible(pos, data_len) && pos + rec_len <= write {
                         if state == STATE_CLAIMED {
                             walk.notes.push(Finding {
                                 offset,
@@ -545,7 +542,8 @@ impl<R: Region> RawRing<R> {
             let value = self.word(HEADER_LEN + off as usize).load(Ordering::Acquire);
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
-            if pos < MAX_POS && pos % region_len == off && format::starts_record(state) {
+            let counts = format::starts_record(state) || state == STATE_BATCHED;
+            if pos < MAX_POS && pos % region_len == off && counts {
                 let intact = format::readable(Some(state))
                     .then(|| self.read_meta(pos).ok())
                     .flatten()
