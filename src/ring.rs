@@ -2956,15 +2956,18 @@ mod tests {
     }
 
     /// A read-only walk (peek, a subscriber) that meets the marks of a skip still
-    /// under way stops at the first word that is not one: the word may be a run's
-    /// first record that was stale when looked at and claimed just after, with its
-    /// later records already stamped BATCHED, which must not be read before the run is
-    /// committed. A finished skip is stepped over.
+    /// under way stops at the first word that is not one: the word may be a
+    /// reservation that was stale when looked at and is claimed just after (here a
+    /// batch run, whose later records are then stamped BATCHED). Scanning on would
+    /// step over it to a later record, and a subscriber whose cursor moved there
+    /// would never see the reservation's entries, nor count them missed. A finished
+    /// skip is stepped over.
     #[test]
     fn peek_stops_at_an_unfinished_skip_in_front_of_a_batch_run() {
         let (ring, ..) = ring(4096, Policy::Reject);
         let (dead, _) = ring.reserve(format::record_len(8)).unwrap(); // never claimed
         assert_eq!(ring.push_batch(&BATCH, 0).unwrap(), 3);
+        let after = ring.push(b"after", 0).unwrap();
         let first = dead + format::record_len(8);
         let stamp = |at: u64| ring.stamp_at(at);
         let peeked = |ring: &RawRing<HeapRegion>| {
@@ -2984,7 +2987,7 @@ mod tests {
             stamp(at).store(format::stamp(at, STATE_SKIPPED), Ordering::Relaxed);
         }
         stamp(first).store(format::stamp(first, STATE_COMMITTED), Ordering::Relaxed);
-        assert_eq!(peeked(&ring), [first, first + 64, first + 128]);
+        assert_eq!(peeked(&ring), [first, first + 64, first + 128, after]);
     }
 
     /// A claimed run's first stamp damaged into a stale word while its producer writes

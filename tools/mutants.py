@@ -389,7 +389,7 @@ MUTANTS = [
         "src/ring.rs",
         """                Some(STATE_SKIPPED) => match self.end_of_skipped(pos, end) {""",
         """                Some(STATE_SKIPPED) => match Some(self.next_record_start(pos, end)) {""",
-        "peek scans past an unfinished skip, onto BATCHED records of a run claimed behind a stale word",
+        "peek scans past an unfinished skip, over a reservation claimed behind a stale word, to a later record: a subscriber would lose that reservation's entries",
     ),
     Mutant(
         "leads-run-ignores-next",
