@@ -180,8 +180,10 @@ pub(crate) const STATE_ABANDONED: u64 = 4;
 /// A reader skipping a damaged or unclaimed range marked this word as not a record.
 pub(crate) const STATE_SKIPPED: u64 = 5;
 /// A record of a batch run after its first: complete, and committed together with
-/// the run's first record (only in files with `FLAG_BATCH_RUNS`).
-pub(crate) const STATE_BATCHED: u64 = 6;
+/// the run's first record (only in files with `FLAG_BATCH_RUNS`). 7, not 6: two bits
+/// from every other state a complete record can be in (`COMMITTED`, `ABANDONED`), so
+/// that no single flipped bit makes an abandoned record readable.
+pub(crate) const STATE_BATCHED: u64 = 7;
 
 /// Header flag: records may be batch runs (`STATE_BATCHED`). Set in every file this
 /// version creates; a reader that does not know batch runs must refuse the file, as
@@ -254,11 +256,16 @@ pub(crate) fn starts_record(state: u64) -> bool {
     )
 }
 
-/// Whether a stamp in `state` says the record may be read: `COMMITTED`, or `BATCHED`
-/// (committed with the first record of its run, which a reader has passed to get
-/// here).
-pub(crate) fn readable(state: Option<u64>) -> bool {
-    matches!(state, Some(STATE_COMMITTED | STATE_BATCHED))
+/// Whether a stamp in `state` says the record may be read: `COMMITTED`, or in a file
+/// with batch runs `BATCHED` (committed with the first record of its run, which a
+/// reader has passed to get here). Elsewhere `BATCHED` is no state, as for the
+/// versions that wrote such files.
+pub(crate) fn readable(state: Option<u64>, batch_runs: bool) -> bool {
+    match state {
+        Some(STATE_COMMITTED) => true,
+        Some(STATE_BATCHED) => batch_runs,
+        _ => false,
+    }
 }
 
 /// The claim word for a record claiming `data_len` bytes after its header (its

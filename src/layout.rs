@@ -158,7 +158,7 @@ pub fn record_field(offset: usize) -> Option<&'static Field> {
 
 /// The position and state name encoded in a stamp: `stamp` minus its low three bits,
 /// and `"claimed"`, `"committed"`, `"padding"`, `"abandoned"`, `"skipped"`, `"batched"`,
-/// or `"none"` (0 and 7 are not states). A stamp belongs to the record at a position
+/// or `"none"` (0 and 6 are not states). A stamp belongs to the record at a position
 /// only if the positions are equal; anything else is stale.
 pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
     let name = match stamp & STATE_MASK {
@@ -211,6 +211,7 @@ mod tests {
         assert_eq!(record_field(48).unwrap().value(&bytes[..50]), None);
         assert_eq!(decode_claim(7 << 32 | 100), (100, 7, 0));
         assert_eq!(decode_claim((5 << 22 | 7) << 32 | 100), (100, 7, 5));
-        assert_eq!(decode_stamp(8 | 7), (8, "none"));
+        assert_eq!(decode_stamp(8 | 6), (8, "none"));
+        assert_eq!(decode_stamp(8 | 7), (8, "batched"));
     }
 }

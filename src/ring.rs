@@ -977,7 +977,7 @@ impl<R: Region> RawRing<R> {
     fn make_room(&self, read: u64) -> Result<Head> {
         let stamp = self.stamp_at(read).load(Ordering::Acquire);
         match format::stamp_state(stamp, read) {
-            Some(STATE_COMMITTED | STATE_BATCHED) => {
+            state if format::readable(state, self.params.batch_runs) => {
                 match self.read_meta(read) {
                     Ok(meta) => {
                         let expired = meta.expired(self.clock.wall_ms());
@@ -1177,7 +1177,7 @@ impl<R: Region> RawRing<R> {
             let off = self.read_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.word(off).load(Ordering::Acquire);
-            if !format::readable(format::stamp_state(stamp, read)) {
+            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
                     Head::Damaged(e) => return Err(e),
@@ -1247,7 +1247,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
         let stamp = self.word(off).load(Ordering::Acquire);
-        if !format::readable(format::stamp_state(stamp, pos)) {
+        if !format::readable(format::stamp_state(stamp, pos), self.params.batch_runs) {
             return None;
         }
         let meta = self.read_meta_at(pos, off).ok()?;
@@ -1326,8 +1326,9 @@ impl<R: Region> RawRing<R> {
 
     /// Whether the record at `pos` (file offset `off`), with `data_len` payload bytes
     /// and a claim of `claimed` bytes after its header, is the first record of a batch
-    /// run (DESIGN: Batch runs): the file has batch runs; the record is `COMMITTED`;
-    /// the claimed run is a whole number of words, longer than this record, within
+    /// run (DESIGN: Batch runs): the file has batch runs; the record is not itself
+    /// stamped `BATCHED` (a run's later records claim exactly their data); the
+    /// claimed run is a whole number of words, longer than this record, within
     /// `max_data`, the lap and the written part; and the record after this one is
     /// stamped `BATCHED`. A caller that Acquired `COMMITTED(pos)` sees that stamp,
     /// written before the commit.
@@ -1341,7 +1342,7 @@ impl<R: Region> RawRing<R> {
             && claimed <= self.max_data
             && self.fits_in_lap(pos, run_end - pos)
             && self.within_written(run_end)
-            && self.word(off).load(Ordering::Acquire) == format::stamp(pos, STATE_COMMITTED)
+            && self.word(off).load(Ordering::Acquire) != format::stamp(pos, STATE_BATCHED)
             && self
                 .word(off + (next - pos) as usize)
                 .load(Ordering::Acquire)
@@ -1423,7 +1424,7 @@ impl<R: Region> RawRing<R> {
                 self.skip_unknown(read, stamp, None)?;
                 Ok(Head::Moved)
             }
-            Some(STATE_COMMITTED | STATE_BATCHED) => Ok(Head::Moved),
+            state if format::readable(state, self.params.batch_runs) => Ok(Head::Moved),
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
@@ -1733,7 +1734,7 @@ impl<R: Region> RawRing<R> {
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             match format::stamp_state(stamp, pos) {
-                Some(STATE_COMMITTED | STATE_BATCHED) => {}
+                state if format::readable(state, self.params.batch_runs) => {}
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
                         *cursor = self.lap_end(pos);
@@ -1756,7 +1757,9 @@ impl<R: Region> RawRing<R> {
                 Some(STATE_ABANDONED) => {
                     let data_len = self.claimed_len(pos).unwrap_or(u32::MAX);
                     let rec_len = format::record_len(data_len);
-                    if !self.claimed_len_plausible(pos, data_len) {
+                    // As pop's skip_claimed, which also wants the record to end within
+                    // the written part (`end` is write_pos when the walk began).
+                    if !self.claimed_len_plausible(pos, data_len) || pos + rec_len > end {
                         // SYNC(seqlock): as for a record's copy below.
                         fence(Ordering::Acquire);
                         if self.read_pos().load(Ordering::Relaxed) > pos {
@@ -2922,7 +2925,7 @@ mod tests {
             .iter()
             .map(|&at| (word(at), format::claim_data_len(word(at + 8))))
             .collect();
-        assert_eq!(words, [(2, 136), (70, 2), (134, 3)]);
+        assert_eq!(words, [(2, 136), (71, 2), (135, 3)]);
     }
 
     /// A batch longer than `56 + max_data` bytes is written as several runs, so that

@@ -170,7 +170,7 @@ fn stamp_state(ring: &Ring, id: u64) -> u64 {
 }
 
 /// A new file's batches are runs: the first record committed (state 2), the others
-/// stamped BATCHED (6). A file made before batch runs (`flags` 0, as older mmring
+/// stamped BATCHED (7). A file made before batch runs (`flags` 0, as older mmring
 /// versions write it) still opens, and its batches are records of their own, each
 /// committed, so that older processes sharing the file can read them.
 #[test]
@@ -186,7 +186,7 @@ fn batches_are_runs_except_in_files_made_before_batch_runs() {
         got.iter().map(|(id, _)| stamp_state(ring, *id)).collect()
     };
     let (dir, ring) = ring(16 << 10, OnFull::Reject);
-    assert_eq!(states(&ring), [2, 6, 6, 6, 6]);
+    assert_eq!(states(&ring), [2, 7, 7, 7, 7]);
 
     let path = dir.path().join("older.ring");
     drop(

@@ -794,14 +794,14 @@ fn record_with_a_forged_short_ttl_expires_instead_of_being_returned() {
     assert_identity(&ring);
 }
 
-/// `BATCHED` (6) differs from `COMMITTED` (2) in one bit. Both say the record is
-/// complete, so that flip changes nothing a reader returns: the record, whose header
-/// and payload checksums still hold, is delivered once, in its place.
+/// A record on its own whose stamp says `BATCHED` (7) rather than `COMMITTED` (2):
+/// both say the record is complete, so the record, whose header and payload
+/// checksums still hold, is delivered once, in its place.
 #[test]
 fn committed_stamp_flipped_to_batched_still_delivers_the_record_once() {
     let three = Three::new();
     let stamp_off = three.rec_off(1) + REC_STAMP_OFFSET;
-    write_u64(&three.path, stamp_off, three.ids[1] | 6);
+    write_u64(&three.path, stamp_off, three.ids[1] | 7);
     let ring = three.open();
     assert_eq!(
         drain(&ring),
@@ -821,7 +821,7 @@ fn damaged_stamp_makes_the_record_skipped_never_returned() {
         ("PADDING inside a lap", |p| p | STATE_PADDING, (1, 0)),
         ("ABANDONED", |p| p | STATE_ABANDONED, (0, 0)),
         ("SKIPPED", |p| p | STATE_SKIPPED, (0, 0)),
-        ("undefined state 7", |p| p | 7, (0, 1)),
+        ("undefined state 6", |p| p | 6, (0, 1)),
         (
             "position bit flipped",
             |p| (p ^ 8) | STATE_COMMITTED,

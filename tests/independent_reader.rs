@@ -38,7 +38,7 @@ const STATE_COMMITTED: u64 = 2;
 const STATE_PADDING: u64 = 3;
 const STATE_ABANDONED: u64 = 4;
 const STATE_SKIPPED: u64 = 5;
-const STATE_BATCHED: u64 = 6;
+const STATE_BATCHED: u64 = 7;
 
 /// The reader script, or `None` (after saying so) when `python3` can't run it.
 fn reader_script() -> Option<PathBuf> {

@@ -159,6 +159,42 @@ fn damaged_payload_is_reported_at_its_offset_and_repair_drops_only_that_entry() 
     assert_eq!(ring.pop().unwrap().unwrap().id(), id);
 }
 
+/// A damaged payload inside a batch run: verify reports it, and repair leaves it in
+/// place rather than mark it (a reader meeting marks scans, and a scan takes the rest
+/// of the run with it). pop reports it once and delivers every other entry of the run.
+#[test]
+fn damaged_payload_inside_a_batch_run_is_reported_and_left_for_readers() {
+    let (_dir, path) = scratch();
+    let size = 65536;
+    let ring = Options::new()
+        .size(size)
+        .on_full(OnFull::Reject)
+        .create(&path)
+        .unwrap();
+    let run: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+    assert_eq!(ring.push_batch(&run).unwrap(), 4);
+    drop(ring);
+    // The records are 64 bytes each, from position 0; damage the second's payload.
+    let data_offset = record_offset(size, 64) + REC_HEADER_LEN;
+    patch(&path, data_offset, b"T");
+
+    let report = mmring::verify(&path).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!((problem.offset, problem.field), (data_offset, "data"));
+    assert_eq!(problem.action, Action::None, "{}", problem.message);
+    assert_eq!(report.entries, 3);
+    let repaired = mmring::repair(&path).unwrap();
+    assert_eq!(repaired.problems, report.problems);
+
+    let (entries, corrupt) = drain_counting_corrupt(&path);
+    assert_eq!(corrupt, 1, "the damaged entry is reported once");
+    assert_eq!(
+        entries,
+        vec![b"one".to_vec(), b"three".to_vec(), b"four".to_vec()]
+    );
+}
+
 /// Payloads long enough for the vector copy (`src/wide.rs`, from 3 KiB where the CPU
 /// has AVX2 and VPCLMULQDQ) come back intact through pop, peek and verify, at lengths
 /// around its steps and chunks; one changed byte, in any of the parts the copy cuts a
@@ -240,9 +276,9 @@ fn damaged_stamps_are_reported_at_the_record_start() {
     // COMMITTED (2) -> PADDING (3): a padding stamp where no padding can be.
     let rec = record_offset(size, ids[0]);
     patch(&path, rec, &(ids[0] | 3).to_le_bytes());
-    // COMMITTED (2) -> 7: no state at all.
+    // COMMITTED (2) -> 6: no state at all.
     let rec2 = record_offset(size, ids[2]);
-    patch(&path, rec2, &(ids[2] | 7).to_le_bytes());
+    patch(&path, rec2, &(ids[2] | 6).to_le_bytes());
     let report = mmring::verify(&path).unwrap();
     let found: Vec<(u64, &str, Action)> = report
         .problems

@@ -52,9 +52,9 @@ MUTANTS = [
         "pop-stamp-relaxed",
         "src/ring.rs",
         """            let stamp = self.word(off).load(Ordering::Acquire);
-            if !format::readable(format::stamp_state(stamp, read)) {""",
+            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {""",
         """            let stamp = self.word(off).load(Ordering::Relaxed);
-            if !format::readable(format::stamp_state(stamp, read)) {""",
+            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {""",
         "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
     ),
     Mutant(
@@ -399,6 +399,13 @@ MUTANTS = [
         """                .load(Ordering::Acquire)
                 != u64::MAX""",
         "any committed record whose claim exceeds its data length is taken for a batch run's first",
+    ),
+    Mutant(
+        "repair-marks-inside-run",
+        "src/ring/check.rs",
+        """                    let keep = self.params.batch_runs""",
+        """                    let keep = false && self.params.batch_runs""",
+        "repair marks a damaged payload inside a batch run, and the scan a reader then makes takes the rest of the run with it",
     ),
 ]
 

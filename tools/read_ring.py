@@ -75,7 +75,7 @@ COMMITTED = 2
 PADDING = 3
 ABANDONED = 4
 SKIPPED = 5
-BATCHED = 6
+BATCHED = 7
 # BATCHED is not one: a scan can't tell whether its run was committed.
 RECORD_START_STATES = (CLAIMED, COMMITTED, PADDING, ABANDONED)
 STATE_NAMES = {
@@ -86,7 +86,7 @@ STATE_NAMES = {
     ABANDONED: "ABANDONED",
     SKIPPED: "SKIPPED",
     BATCHED: "BATCHED",
-    7: "unassigned state 7",
+    6: "unassigned state 6",
 }
 
 EXIT_OK = 0
@@ -299,7 +299,7 @@ class Reader:
         run_end = pos + REC_HEADER_LEN + claimed
         return (
             self.batch_runs
-            and self.state_at(pos) == COMMITTED
+            and self.state_at(pos) != BATCHED
             and claimed % RECORD_ALIGN == 0
             and run_end > following
             and claimed <= self.max_data
@@ -365,7 +365,7 @@ class Reader:
         while pos < self.write_pos:
             off = self.rec_off(pos)
             state = self.state_at(pos)
-            if state in (COMMITTED, BATCHED):
+            if state == COMMITTED or (state == BATCHED and self.batch_runs):
                 if not self.fits_in_lap(pos, REC_HEADER_LEN):
                     self.report(pos, REC_STAMP_OFF, "a record stamp where no record header fits")
                     pos = self.resync(pos)

@@ -19,8 +19,7 @@ use super::{RawRing, Region};
 use crate::format::{
     self, CORRUPT_OFFSET, HEADER_LEN, MAX_POS, READ_POS_OFFSET, REC_CLAIM_OFFSET,
     REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_STAMP_OFFSET, RECORD_ALIGN, STATE_ABANDONED,
-    STATE_BATCHED, STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED,
-    WRITE_POS_OFFSET,
+    STATE_BATCHED, STATE_CLAIMED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
 };
 use crate::sync::Ordering;
 
@@ -155,47 +154,49 @@ impl<R: Region> RawRing<R> {
                 })
             };
             let next = match format::stamp_state(stamp, pos) {
-                Some(STATE_COMMITTED | STATE_BATCHED) => match self.read_meta(pos) {
-                    Err((field, what)) => Step::Damaged(field, what),
-                    Ok(meta) => {
-                        let end = pos + format::record_len(meta.data_len);
-                        if end > write {
-                            Step::Damaged(
-                                REC_DATA_LEN_OFFSET,
-                                "the record extends past the write position".into(),
-                            )
-                        } else {
-                            buf.clear();
-                            buf.resize(meta.data_len as usize, 0);
-                            self.region.read(offset as usize + REC_HEADER_LEN, &mut buf);
-                            let crc = crc32c::crc32c(&buf);
-                            if crc != meta.data_crc {
-                                Step::DamagedTo(
-                                    end,
-                                    REC_HEADER_LEN,
-                                    format!(
-                                        "payload checksum is {crc:#010x}, the header says \
-                                         {:#010x} (entry {}, {} bytes)",
-                                        meta.data_crc, meta.id, meta.data_len
-                                    ),
+                state if format::readable(state, self.params.batch_runs) => {
+                    match self.read_meta(pos) {
+                        Err((field, what)) => Step::Damaged(field, what),
+                        Ok(meta) => {
+                            let end = pos + format::record_len(meta.data_len);
+                            if end > write {
+                                Step::Damaged(
+                                    REC_DATA_LEN_OFFSET,
+                                    "the record extends past the write position".into(),
                                 )
                             } else {
-                                let expired = meta.expired(now_ms);
-                                walk.entries += 1;
-                                walk.expired += u64::from(expired);
-                                walk.entry_bytes += u64::from(meta.data_len);
-                                span(
-                                    end - pos,
-                                    SpanKind::Entry {
-                                        data_len: meta.data_len,
-                                        expired,
-                                    },
-                                );
-                                Step::To(end)
+                                buf.clear();
+                                buf.resize(meta.data_len as usize, 0);
+                                self.region.read(offset as usize + REC_HEADER_LEN, &mut buf);
+                                let crc = crc32c::crc32c(&buf);
+                                if crc != meta.data_crc {
+                                    Step::DamagedTo(
+                                        end,
+                                        REC_HEADER_LEN,
+                                        format!(
+                                            "payload checksum is {crc:#010x}, the header says \
+                                         {:#010x} (entry {}, {} bytes)",
+                                            meta.data_crc, meta.id, meta.data_len
+                                        ),
+                                    )
+                                } else {
+                                    let expired = meta.expired(now_ms);
+                                    walk.entries += 1;
+                                    walk.expired += u64::from(expired);
+                                    walk.entry_bytes += u64::from(meta.data_len);
+                                    span(
+                                        end - pos,
+                                        SpanKind::Entry {
+                                            data_len: meta.data_len,
+                                            expired,
+                                        },
+                                    );
+                                    Step::To(end)
+                                }
                             }
                         }
                     }
-                },
+                }
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
                         span(self.lap_end(pos) - pos, SpanKind::Padding);
@@ -259,17 +260,29 @@ impl<R: Region> RawRing<R> {
             let after_padding = padding_before
                 .take()
                 .filter(|_| pos % self.params.region_len == 0);
-            let (end, damage) = match next {
+            let (end, damage, keep) = match next {
                 Step::To(end) => {
                     if format::stamp_state(stamp, pos) == Some(STATE_PADDING) {
                         padding_before = Some(pos);
                     }
-                    (end, None)
+                    (end, None, false)
                 }
-                Step::Damaged(field, message) => {
-                    (self.next_record_start(pos, write), Some((field, message)))
+                Step::Damaged(field, message) => (
+                    self.next_record_start(pos, write),
+                    Some((field, message)),
+                    false,
+                ),
+                // A damaged payload in front of a batch run's later record: marks
+                // would make the reader that meets them scan, and a scan takes the
+                // rest of the run with it (DESIGN: Batch runs). Left in place, the
+                // record is reported once by pop and peek, which step over it by its
+                // trusted length.
+                Step::DamagedTo(end, field, message) => {
+                    let keep = self.params.batch_runs
+                        && format::stamp_state(self.stamp_at(end).load(Ordering::Acquire), end)
+                            == Some(STATE_BATCHED);
+                    (end, Some((field, message)), keep)
                 }
-                Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
             if let Some((field, message)) = damage {
                 let drop = DroppedRange {
@@ -277,6 +290,7 @@ impl<R: Region> RawRing<R> {
                     at: pos,
                     end,
                     field,
+                    keep,
                 };
                 self.drop_range(repair, drop, message, &mut walk, visit);
             }
@@ -370,6 +384,7 @@ impl<R: Region> RawRing<R> {
             at,
             end,
             field,
+            keep,
         } = drop;
         let offset = self.rec_off(at) as u64;
         let field_name = if field == REC_HEADER_LEN {
@@ -381,8 +396,19 @@ impl<R: Region> RawRing<R> {
             offset: offset + field as u64,
             field: field_name,
             position: Some(at),
-            message: format!("record at position {at}: {message}"),
-            action: Action::Drop { start, end },
+            message: if keep {
+                format!(
+                    "record at position {at}: {message}; left in place, as the rest of \
+                     its batch run follows it: readers report it once and step over it"
+                )
+            } else {
+                format!("record at position {at}: {message}")
+            },
+            action: if keep {
+                Action::None
+            } else {
+                Action::Drop { start, end }
+            },
         });
         visit(&Span {
             position: at,
@@ -390,7 +416,7 @@ impl<R: Region> RawRing<R> {
             len: end - at,
             kind: SpanKind::Damaged,
         });
-        if repair {
+        if repair && !keep {
             let mut word = start;
             while word < end {
                 // The marks a skipping reader leaves (DESIGN: Skipping): pop walks
@@ -503,10 +529,18 @@ impl<R: Region> RawRing<R> {
         let mut pos = self.next_record_start_from(from, to);
         while pos < to {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
-            if format::readable(format::stamp_state(stamp, pos)) && self.read_meta(pos).is_ok() {
-                count += 1;
+            let intact = format::readable(format::stamp_state(stamp, pos), self.params.batch_runs)
+                .then(|| self.read_meta(pos).ok())
+                .flatten();
+            match intact {
+                // Stepped over by its length, so that a run's later records count too
+                // (a scan passes them).
+                Some(meta) => {
+                    count += 1;
+                    pos += format::record_len(meta.data_len);
+                }
+                None => pos = self.next_record_start(pos, to),
             }
-            pos = self.next_record_start(pos, to);
         }
         count
     }
@@ -542,9 +576,10 @@ impl<R: Region> RawRing<R> {
             let value = self.word(HEADER_LEN + off as usize).load(Ordering::Acquire);
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
-            let counts = format::starts_record(state) || state == STATE_BATCHED;
+            let counts =
+                format::starts_record(state) || (self.params.batch_runs && state == STATE_BATCHED);
             if pos < MAX_POS && pos % region_len == off && counts {
-                let intact = format::readable(Some(state))
+                let intact = format::readable(Some(state), self.params.batch_runs)
                     .then(|| self.read_meta(pos).ok())
                     .flatten()
                     .map(|meta| pos + format::record_len(meta.data_len));
@@ -572,6 +607,9 @@ struct DroppedRange {
     at: u64,
     end: u64,
     field: usize,
+    /// Reported but not marked: a record whose length is trusted, followed by a
+    /// batch run's later record.
+    keep: bool,
 }
 
 /// Where the walk goes after a record.
