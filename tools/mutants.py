@@ -415,6 +415,7 @@ SUITES = [
     ("model", ["cargo", "test", "--all-features", "--test", "model"], {}, 300),
     ("batch", ["cargo", "test", "--all-features", "--test", "batch"], {}, 300),
     ("corrupt_files", ["cargo", "test", "--all-features", "--test", "corrupt_files"], {}, 300),
+    ("verify_repair", ["cargo", "test", "--all-features", "--test", "verify_repair"], {}, 300),
     ("stress", ["cargo", "test", "--all-features", "--test", "stress"], {}, 300),
     ("persistence", ["cargo", "test", "--all-features", "--test", "persistence"], {}, 300),
     ("crash", ["cargo", "test", "--all-features", "--test", "crash", "--test", "crash_batch"], {}, 300),
