@@ -134,11 +134,10 @@ impl Options {
     /// Whether [`Ring::push_batch`] may write a batch as one run (on by default): one
     /// claim and one commit for the lot, which made batches of 64-byte entries about
     /// twice as fast on the benchmark host (docs/BENCHMARKS.md). The file then says so
-    /// in its header, and mmring 0.2 and
-    /// earlier refuse to open it (`Error::Corrupt` at offset 44). Turn it off only to
-    /// create a ring that processes running those versions must share; batches are
-    /// then written as records of their own, as those versions write them. An
-    /// existing ring keeps what it was created with.
+    /// in its header, and mmring 0.2 and earlier refuse to open it (`Error::Corrupt`
+    /// at offset 44). Turn it off only to create a ring that processes running those
+    /// versions must share; batches are then written as records of their own, as
+    /// those versions write them. An existing ring keeps what it was created with.
     pub fn batch_runs(mut self, on: bool) -> Options {
         self.batch_runs = on;
         self
