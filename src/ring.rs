@@ -980,14 +980,30 @@ impl<R: Region> RawRing<R> {
             state if format::readable(state, self.params.batch_runs) => {
                 match self.read_meta(read) {
                     Ok(meta) => {
+                        let end = read + format::record_len(meta.data_len);
+                        if !self.within_written(end) {
+                            // As in ready_head: a committed record ends by write_pos, so
+                            // this one is damage (a stamp at or past write_pos is no
+                            // record at all). Returning Moved without moving looped the
+                            // push forever (found by fuzzing).
+                            if self.write_pos().load(Ordering::Acquire) <= read {
+                                return Ok(Head::Empty);
+                            }
+                            let what = "the record extends past the write position";
+                            return self.skip_damaged(
+                                read,
+                                stamp,
+                                format::REC_DATA_LEN_OFFSET,
+                                what,
+                            );
+                        }
                         let expired = meta.expired(self.clock.wall_ms());
                         if !expired && self.params.policy != Policy::Overwrite {
                             return Ok(Head::Stuck);
                         }
-                        let end = read + format::record_len(meta.data_len);
                         #[cfg(feature = "crash-points")]
                         crate::crash::point("evict-before-advance");
-                        if self.within_written(end) && self.advance_read(read, end, !expired) {
+                        if self.advance_read(read, end, !expired) {
                             self.count(if expired {
                                 EXPIRED_OFFSET
                             } else {
@@ -2419,6 +2435,30 @@ mod tests {
             },
             Err(_) => panic!("did not finish within 5 s: endless loop"),
         }
+    }
+
+    /// Found by fuzzing (`mutate_between_ops`): a write position damaged to lie inside
+    /// the committed head record, and a push that must make room. The head's record
+    /// ends past the write position, which no committed record does; `make_room` said
+    /// it had moved the head without moving it, and the push looped forever. It is now
+    /// skipped as damage, as pop skips it, and the push goes in.
+    #[test]
+    fn push_making_room_past_a_head_that_ends_beyond_write_pos_terminates() {
+        let (ring, ..) = ring(4096, Policy::Overwrite);
+        ring.push(&[0u8; 968], 0).unwrap(); // [0, 1024)
+        assert!(pop(&ring).is_some());
+        let head = ring.push(&[1u8; 1992], 0).unwrap(); // [1024, 3072)
+        assert_eq!(head, 1024);
+        ring.write_pos().store(2056, Ordering::Relaxed); // inside the head record
+        let ring = Arc::new(ring);
+        let pusher = ring.clone();
+        // 2056 + 2048 passes the lap's end: padding, then [4096, 6144), beyond
+        // read_pos + region_len = 5120, so the head must go.
+        let id = within_deadline(move || pusher.push(&[2u8; 1992], 0)).unwrap();
+        assert_eq!(id, 4096);
+        let c = ring.counters();
+        assert_eq!((c.corrupt, c.read_pos), (1, 2056), "{c:?}");
+        assert_eq!(pop(&ring), Some((4096, vec![2u8; 1992])));
     }
 
     /// B: a single bit flip turning an 8-byte PADDING stamp at the last word of the

@@ -407,6 +407,15 @@ MUTANTS = [
         """                    let keep = false && self.params.batch_runs""",
         "repair marks a damaged payload inside a batch run, and the scan a reader then makes takes the rest of the run with it",
     ),
+    Mutant(
+        "make-room-trusts-end",
+        "src/ring.rs",
+        """                        if !self.within_written(end) {
+                            // As in ready_head""",
+        """                        if false && !self.within_written(end) {
+                            // As in ready_head""",
+        "a push making room past a committed head that ends beyond write_pos (damage) loops forever",
+    ),
 ]
 
 # Suites, cheapest and most specific first. Each is (label, command, env, timeout s).

@@ -1,19 +1,20 @@
 //! A valid ring with arbitrary byte changes made to its file between operations, as
 //! another program (or a failing disk) might make them while the ring is in use.
 //!
-//! Operations: pushes, pops and peeks through either of two handles, and reopening,
-//! interleaved with overwriting bytes of the region, flipping bits, forging record
-//! stamps (any state, this lap or another), and overwriting header words (positions
-//! and counters).
+//! Operations: pushes, batch pushes (batch runs), pops and peeks through either of two
+//! handles, and reopening, interleaved with overwriting bytes of the region, flipping
+//! bits, forging record stamps (any state, this lap or another), and overwriting
+//! header words (positions and counters).
 //!
 //! Invariants: nothing panics or hangs (libFuzzer's timeout); an entry returned by pop
-//! or peek is byte for byte one that was pushed under its ID, unless the fuzzer
-//! overwrote bytes of that very record (it can forge a record, checksums included);
+//! or peek is byte for byte one that was pushed under its ID (for a batch, whose IDs
+//! the API does not return, one that was pushed), unless the fuzzer overwrote bytes
+//! of that very record (it can forge a record, checksums included);
 //! popped IDs strictly increase, so no entry is popped twice, unless a header word was
 //! overwritten (moving `read_pos` back legitimately replays entries).
 #![no_main]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -28,6 +29,8 @@ enum Op {
     /// Push, pop and peek go through the first handle, or (`true`) the second: two
     /// handles on one ring have separate cached positions and stall clocks.
     Push(u16, bool),
+    /// `push_batch` of entries of these lengths (at most 8 of them).
+    PushBatch(Vec<u16>, bool),
     Pop(bool),
     Peek(bool),
     /// Reopens the first handle.
@@ -63,14 +66,13 @@ struct Input {
 
 /// Asserts that `data`, returned under `id`, is what was pushed under `id`, or that
 /// the fuzzer overwrote that record since (or, for an ID never pushed, ever).
-fn check(
-    pushed: &HashMap<u64, (Vec<u8>, usize)>,
-    damage: &Damage,
-    region_len: u64,
-    id: u64,
-    data: &[u8],
-) {
-    let since = match pushed.get(&id) {
+fn check(pushed: &Pushed, damage: &Damage, region_len: u64, id: u64, data: &[u8]) {
+    // A batch's entries are known by content only. A position may also have held
+    // another entry before, when a damaged header word moved the positions back.
+    if pushed.in_batches.contains(data) {
+        return;
+    }
+    let since = match pushed.by_id.get(&id) {
         Some((want, _)) if want == data => return,
         Some((_, step)) => *step,
         None => 0,
@@ -80,6 +82,14 @@ fn check(
         "entry {id} ({} bytes) was never pushed with these bytes, and its record was not overwritten",
         data.len()
     );
+}
+
+/// What was pushed: by ID, with the step it was pushed at, and the payloads pushed in
+/// batches (whose IDs the API does not return).
+#[derive(Default)]
+struct Pushed {
+    by_id: HashMap<u64, (Vec<u8>, usize)>,
+    in_batches: HashSet<Vec<u8>>,
 }
 
 /// Byte ranges of the file the fuzzer changed, with the step that changed them.
@@ -124,8 +134,7 @@ fuzz_target!(|input: Input| {
         .unwrap();
     let max = first.max_entry_size();
     let mut rings = [first, Ring::open(&path).unwrap()];
-    // ID -> (payload, step it was pushed at).
-    let mut pushed: HashMap<u64, (Vec<u8>, usize)> = HashMap::new();
+    let mut pushed = Pushed::default();
     let mut damage = Damage {
         ranges: Vec::new(),
         header_touched: false,
@@ -139,10 +148,28 @@ fuzz_target!(|input: Input| {
                 let data = payload(step as u64, len);
                 match rings[usize::from(*second)].push(&data) {
                     Ok(id) => {
-                        pushed.insert(id, (data, step));
+                        pushed.by_id.insert(id, (data, step));
                     }
                     Err(Error::Full | Error::Corrupt { .. }) => {}
                     Err(other) => panic!("unexpected push error: {other:?}"),
+                }
+            }
+            Op::PushBatch(lens, second) => {
+                let entries: Vec<Vec<u8>> = lens
+                    .iter()
+                    .take(8)
+                    .enumerate()
+                    .map(|(i, len)| {
+                        payload(
+                            (1 << 40) + step as u64 * 8 + i as u64,
+                            usize::from(*len) % (max + 1),
+                        )
+                    })
+                    .collect();
+                match rings[usize::from(*second)].push_batch(&entries) {
+                    Ok(n) => pushed.in_batches.extend(entries.into_iter().take(n)),
+                    Err(Error::Full | Error::Corrupt { .. }) => {}
+                    Err(other) => panic!("unexpected push_batch error: {other:?}"),
                 }
             }
             Op::Pop(second) => match rings[usize::from(*second)].pop() {
