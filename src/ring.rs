@@ -306,6 +306,13 @@ impl<R: Region> RawRing<R> {
         HEADER_LEN + self.read_lap.offset(pos, self.params.region_len) as usize
     }
 
+    /// Whether a stamp in `state` says the record may be read, in this file (whose
+    /// flag says whether `BATCHED` is a state at all).
+    #[inline(always)]
+    fn readable(&self, state: Option<u64>) -> bool {
+        format::readable(state, self.params.batch_runs)
+    }
+
     fn stamp_at(&self, pos: u64) -> &AtomicU64 {
         self.word(self.rec_off(pos))
     }
@@ -977,7 +984,7 @@ impl<R: Region> RawRing<R> {
     fn make_room(&self, read: u64) -> Result<Head> {
         let stamp = self.stamp_at(read).load(Ordering::Acquire);
         match format::stamp_state(stamp, read) {
-            state if format::readable(state, self.params.batch_runs) => {
+            state if self.readable(state) => {
                 match self.read_meta(read) {
                     Ok(meta) => {
                         let end = read + format::record_len(meta.data_len);
@@ -1193,7 +1200,7 @@ impl<R: Region> RawRing<R> {
             let off = self.read_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.word(off).load(Ordering::Acquire);
-            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {
+            if !self.readable(format::stamp_state(stamp, read)) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
                     Head::Damaged(e) => return Err(e),
@@ -1263,7 +1270,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
         let stamp = self.word(off).load(Ordering::Acquire);
-        if !format::readable(format::stamp_state(stamp, pos), self.params.batch_runs) {
+        if !self.readable(format::stamp_state(stamp, pos)) {
             return None;
         }
         let meta = self.read_meta_at(pos, off).ok()?;
@@ -1440,7 +1447,7 @@ impl<R: Region> RawRing<R> {
                 self.skip_unknown(read, stamp, None)?;
                 Ok(Head::Moved)
             }
-            state if format::readable(state, self.params.batch_runs) => Ok(Head::Moved),
+            state if self.readable(state) => Ok(Head::Moved),
             // CLAIMED, or not yet claimed (stale bytes from an earlier lap): a producer
             // is between reserve and commit, or died there.
             _ => {
@@ -1750,7 +1757,7 @@ impl<R: Region> RawRing<R> {
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             match format::stamp_state(stamp, pos) {
-                state if format::readable(state, self.params.batch_runs) => {}
+                state if self.readable(state) => {}
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
                         *cursor = self.lap_end(pos);

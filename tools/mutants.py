@@ -52,9 +52,9 @@ MUTANTS = [
         "pop-stamp-relaxed",
         "src/ring.rs",
         """            let stamp = self.word(off).load(Ordering::Acquire);
-            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {""",
+            if !self.readable(format::stamp_state(stamp, read)) {""",
         """            let stamp = self.word(off).load(Ordering::Relaxed);
-            if !format::readable(format::stamp_state(stamp, read), self.params.batch_runs) {""",
+            if !self.readable(format::stamp_state(stamp, read)) {""",
         "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
     ),
     Mutant(

@@ -154,49 +154,47 @@ impl<R: Region> RawRing<R> {
                 })
             };
             let next = match format::stamp_state(stamp, pos) {
-                state if format::readable(state, self.params.batch_runs) => {
-                    match self.read_meta(pos) {
-                        Err((field, what)) => Step::Damaged(field, what),
-                        Ok(meta) => {
-                            let end = pos + format::record_len(meta.data_len);
-                            if end > write {
-                                Step::Damaged(
-                                    REC_DATA_LEN_OFFSET,
-                                    "the record extends past the write position".into(),
+                state if self.readable(state) => match self.read_meta(pos) {
+                    Err((field, what)) => Step::Damaged(field, what),
+                    Ok(meta) => {
+                        let end = pos + format::record_len(meta.data_len);
+                        if end > write {
+                            Step::Damaged(
+                                REC_DATA_LEN_OFFSET,
+                                "the record extends past the write position".into(),
+                            )
+                        } else {
+                            buf.clear();
+                            buf.resize(meta.data_len as usize, 0);
+                            self.region.read(offset as usize + REC_HEADER_LEN, &mut buf);
+                            let crc = crc32c::crc32c(&buf);
+                            if crc != meta.data_crc {
+                                Step::DamagedTo(
+                                    end,
+                                    REC_HEADER_LEN,
+                                    format!(
+                                        "payload checksum is {crc:#010x}, the header says \
+                                         {:#010x} (entry {}, {} bytes)",
+                                        meta.data_crc, meta.id, meta.data_len
+                                    ),
                                 )
                             } else {
-                                buf.clear();
-                                buf.resize(meta.data_len as usize, 0);
-                                self.region.read(offset as usize + REC_HEADER_LEN, &mut buf);
-                                let crc = crc32c::crc32c(&buf);
-                                if crc != meta.data_crc {
-                                    Step::DamagedTo(
-                                        end,
-                                        REC_HEADER_LEN,
-                                        format!(
-                                            "payload checksum is {crc:#010x}, the header says \
-                                         {:#010x} (entry {}, {} bytes)",
-                                            meta.data_crc, meta.id, meta.data_len
-                                        ),
-                                    )
-                                } else {
-                                    let expired = meta.expired(now_ms);
-                                    walk.entries += 1;
-                                    walk.expired += u64::from(expired);
-                                    walk.entry_bytes += u64::from(meta.data_len);
-                                    span(
-                                        end - pos,
-                                        SpanKind::Entry {
-                                            data_len: meta.data_len,
-                                            expired,
-                                        },
-                                    );
-                                    Step::To(end)
-                                }
+                                let expired = meta.expired(now_ms);
+                                walk.entries += 1;
+                                walk.expired += u64::from(expired);
+                                walk.entry_bytes += u64::from(meta.data_len);
+                                span(
+                                    end - pos,
+                                    SpanKind::Entry {
+                                        data_len: meta.data_len,
+                                        expired,
+                                    },
+                                );
+                                Step::To(end)
                             }
                         }
                     }
-                }
+                },
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
                         span(self.lap_end(pos) - pos, SpanKind::Padding);
@@ -529,7 +527,8 @@ impl<R: Region> RawRing<R> {
         let mut pos = self.next_record_start_from(from, to);
         while pos < to {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
-            let intact = format::readable(format::stamp_state(stamp, pos), self.params.batch_runs)
+            let intact = self
+                .readable(format::stamp_state(stamp, pos))
                 .then(|| self.read_meta(pos).ok())
                 .flatten();
             match intact {
@@ -576,10 +575,11 @@ impl<R: Region> RawRing<R> {
             let value = self.word(HEADER_LEN + off as usize).load(Ordering::Acquire);
             let pos = value & !STATE_MASK;
             let state = value & STATE_MASK;
-            let counts =
-                format::starts_record(state) || (self.params.batch_runs && state == STATE_BATCHED);
+            // Record starts, and a run's later records where the file has runs.
+            let counts = format::starts_record(state) || self.readable(Some(state));
             if pos < MAX_POS && pos % region_len == off && counts {
-                let intact = format::readable(Some(state), self.params.batch_runs)
+                let intact = self
+                    .readable(Some(state))
                     .then(|| self.read_meta(pos).ok())
                     .flatten()
                     .map(|meta| pos + format::record_len(meta.data_len));
