@@ -75,8 +75,8 @@ impl Region for MmapRegion {
     }
 
     #[inline(always)]
-    fn write_crc(&self, off: usize, src: &[u8]) -> u32 {
-        region::write_words_crc(self.words(), off, src)
+    fn write_payload_crc(&self, off: usize, src: &[u8]) -> u32 {
+        region::write_payload_words_crc(self.words(), off, src)
     }
 
     /// PREFETCHW on each cache line of the range, where the CPU has the instruction.

@@ -35,9 +35,14 @@ pub(crate) trait Region: Send + Sync {
     /// [`read`](Region::read), returning the CRC32C of the copy in `dst`, computed in
     /// the same pass.
     fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32;
-    /// [`write`](Region::write), returning the CRC32C of `src`, computed in the same
-    /// pass.
-    fn write_crc(&self, off: usize, src: &[u8]) -> u32;
+    /// Writes a record's payload: [`write`](Region::write), then, unless `src` is
+    /// empty, the bytes after it up to the next multiple of 8 as `0xFF` (the unused end
+    /// of the record). Returns
+    /// the CRC32C of `src`, computed in the same pass. The fill keeps bytes of an
+    /// earlier lap out of the payload's last word, where together with the payload's
+    /// last bytes they could read as the stamp of a record a later lap puts there
+    /// (DESIGN: Stale words that read as stamps).
+    fn write_payload_crc(&self, off: usize, src: &[u8]) -> u32;
     /// Asks the CPU to bring the cache lines of the `len` bytes from `off` into this
     /// core's cache ready for writing, before a producer claims and writes the records
     /// there: a hint, which accesses no memory. The default asks nothing.
@@ -206,6 +211,24 @@ fn load_part(cell: &AtomicU64, from: usize, dst: &mut [u8]) {
     }
 }
 
+/// Stores `bytes` at byte `from` of the word `cell`, where a payload ends: the bytes
+/// before `from` are kept (as in [`merge_part`]), the ones after `bytes` set to `0xFF`.
+/// The word's top byte is then `0xFF` unless `bytes` reaches it, so the word is
+/// above every position (below 2^62) and can't read as a stamp.
+fn store_end(cell: &AtomicU64, from: usize, bytes: &[u8]) {
+    debug_assert!(from + bytes.len() <= 8);
+    let mut word = if from == 0 {
+        u64::MAX // nothing to keep: no load
+    } else {
+        cell.load(Ordering::Relaxed) | u64::MAX << (8 * from)
+    };
+    for (i, &byte) in bytes.iter().enumerate() {
+        let shift = 8 * (from + i);
+        word = (word & !(0xff << shift)) | u64::from(byte) << shift;
+    }
+    cell.store(word, Ordering::Relaxed);
+}
+
 /// Stores `bytes` at byte `from` of the word `cell`, keeping its other bytes (see
 /// [`write_words`] for why that is not a race).
 fn merge_part(cell: &AtomicU64, from: usize, bytes: &[u8]) {
@@ -298,12 +321,13 @@ fn read_words_crc_long(words: &[AtomicU64], off: usize, dst: &mut [u8]) -> u32 {
     crc
 }
 
-/// [`write_words`], returning the CRC32C of `src`: each word is fed to the checksum as
-/// it is stored, so the payload is passed over once.
+/// [`write_words`], but the bytes after `src` up to the next multiple of 8 are set
+/// to `0xFF` ([`Region::write_payload_crc`]); returns the CRC32C of `src`: each word is
+/// fed to the checksum as it is stored, so the payload is passed over once.
 #[inline(always)]
-pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
+pub(crate) fn write_payload_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
     if src.len() >= LONG_MIN || !off.is_multiple_of(8) {
-        return write_words_crc_long(words, off, src);
+        return write_payload_words_crc_long(words, off, src);
     }
     let cells = aligned_cells(words, off, src.len());
     let (middle, tail) = src.split_at(src.len() / 8 * 8);
@@ -316,23 +340,27 @@ pub(crate) fn write_words_crc(words: &[AtomicU64], off: usize, src: &[u8]) -> u3
         },
     );
     if let Some(last) = last.first() {
-        merge_part(last, 0, tail);
+        store_end(last, 0, tail);
         crc = crate::crc::crc32c_append(crc, tail);
     }
     crc
 }
 
-/// [`write_words_crc`] from `LONG_MIN` bytes on, or at an unaligned offset (see
-/// [`read_words_crc_long`]).
+/// [`write_payload_words_crc`] from `LONG_MIN` bytes on, or at an unaligned offset
+/// (see [`read_words_crc_long`]).
 #[inline(never)]
-fn write_words_crc_long(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
+fn write_payload_words_crc_long(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
     check_range(off, src.len(), words.len() * 8);
     let (head, whole) = split(off, src.len());
     let (head_bytes, rest) = src.split_at(head);
     let (middle, tail) = rest.split_at(whole * 8);
     let mut crc = 0;
     if !head_bytes.is_empty() {
-        merge_part(&words[off / 8], off % 8, head_bytes);
+        if rest.is_empty() {
+            store_end(&words[off / 8], off % 8, head_bytes); // it ends in this word
+        } else {
+            merge_part(&words[off / 8], off % 8, head_bytes);
+        }
         crc = crate::crc::crc32c_append(crc, head_bytes);
     }
     let first = (off + head) / 8;
@@ -354,7 +382,7 @@ fn write_words_crc_long(words: &[AtomicU64], off: usize, src: &[u8]) -> u32 {
     }
     crc = crate::crc::crc32c_append_copy(crc, run);
     if !tail.is_empty() {
-        merge_part(&words[first + whole], 0, tail);
+        store_end(&words[first + whole], 0, tail);
         crc = crate::crc::crc32c_append(crc, tail);
     }
     crc
@@ -400,7 +428,7 @@ impl<'a> CopyWords for Load<'a> {
     }
 }
 
-/// Bytes stored into the mapping as whole words, for [`write_words_crc`].
+/// Bytes stored into the mapping as whole words, for [`write_payload_words_crc`].
 struct Store<'a> {
     /// `8 * dst.len()` bytes.
     src: &'a [u8],
@@ -494,8 +522,8 @@ impl Region for HeapRegion {
         read_words_crc(&self.words, off, dst)
     }
 
-    fn write_crc(&self, off: usize, src: &[u8]) -> u32 {
-        write_words_crc(&self.words, off, src)
+    fn write_payload_crc(&self, off: usize, src: &[u8]) -> u32 {
+        write_payload_words_crc(&self.words, off, src)
     }
 }
 
@@ -565,7 +593,7 @@ mod tests {
     const MAX_LEN: usize = 65543;
 
     #[test]
-    fn fused_write_matches_write_and_checksum_at_every_offset_and_length() {
+    fn payload_write_matches_write_then_fill_and_checksum_at_every_offset_and_length() {
         let fill = pattern(64 + MAX_LEN + 16, 0xa5);
         let source = pattern(MAX_LEN, 0x3c);
         for (off, len) in cases() {
@@ -574,18 +602,22 @@ mod tests {
             let src = &source[..len];
             let mut expected = fill.to_vec();
             expected[off..off + len].copy_from_slice(src);
-            let fused = words_of(fill);
-            let crc = write_words_crc(&fused, off, src);
-            assert_eq!(crc, crc32c::crc32c(src), "crc of {len} bytes at {off}");
-            assert!(
-                bytes_of(&fused) == expected,
-                "write of {len} bytes at {off}"
-            );
             let plain = words_of(fill);
             write_words(&plain, off, src);
             assert!(
                 bytes_of(&plain) == expected,
                 "plain write of {len} bytes at {off}"
+            );
+            // The payload write also fills the rest of the word it ends in, if any.
+            if len > 0 {
+                expected[off + len..(off + len).next_multiple_of(8)].fill(0xff);
+            }
+            let fused = words_of(fill);
+            let crc = write_payload_words_crc(&fused, off, src);
+            assert_eq!(crc, crc32c::crc32c(src), "crc of {len} bytes at {off}");
+            assert!(
+                bytes_of(&fused) == expected,
+                "write of {len} bytes at {off}"
             );
         }
     }
@@ -665,7 +697,7 @@ mod tests {
     fn heap_region_fused_copies_round_trip() {
         let region = HeapRegion::new(256);
         let src = pattern(77, 1);
-        assert_eq!(region.write_crc(13, &src), crc32c::crc32c(&src));
+        assert_eq!(region.write_payload_crc(13, &src), crc32c::crc32c(&src));
         let mut back = vec![0u8; 77];
         assert_eq!(region.read_crc(13, &mut back), crc32c::crc32c(&src));
         assert_eq!(back, src);

@@ -692,7 +692,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         let data_len = data.len() as u32;
         // The payload first: the copy computes its checksum, which the header holds.
-        let data_crc = self.region.write_crc(off + REC_HEADER_LEN, data);
+        let data_crc = self.region.write_payload_crc(off + REC_HEADER_LEN, data);
         let meta = RecordMeta {
             version: format::ENTRY_VERSION,
             data_len,
@@ -2466,6 +2466,54 @@ mod tests {
         let c = ring.counters();
         assert_eq!((c.corrupt, c.read_pos), (1, 2056), "{c:?}");
         assert_eq!(pop(&ring), Some((4096, vec![2u8; 1992])));
+    }
+
+    /// Regression (a multi-process CI run): a payload's last word kept the bytes of an
+    /// earlier lap above the payload's last bytes. Over the stamp of a record two laps
+    /// back, two payload bytes made the word read as the stamp of the record the next
+    /// lap put there: its producer took the word for a reader's mark and reserved
+    /// again, and pop reported the unclaimed range as a damaged record. Built here
+    /// byte for byte, with every position fixed: a record at 1000 in lap 0 (stamp
+    /// 1002 = 0x3ea), a short payload in lap 1 ending two bytes into that word with
+    /// the bytes 0xea 0x23, and a record at 2 * 4096 + 1000 = 9192 (stamp 9194 =
+    /// 0x23ea). `region::tests` checks the fill of long payloads at every length.
+    #[test]
+    fn a_payload_end_never_leaves_a_word_that_reads_as_a_later_stamp() {
+        let (ring, ..) = ring(4096, Policy::Reject);
+        let mut pushes = 0;
+        let mut push_pop = |data: &[u8], at: u64| {
+            assert_eq!(ring.push(data, 0).unwrap(), at, "{} bytes", data.len());
+            assert_eq!(pop(&ring), Some((at, data.to_vec())));
+            pushes += 1;
+        };
+        // Lap 0: records at 0, 1000, 1056 and 3104.
+        push_pop(&[1; 944], 0);
+        push_pop(b"", 1000);
+        push_pop(&[2; 1992], 1056);
+        push_pop(&[3; 936], 3104);
+        // Lap 1: 66 bytes from 4976 + 56 end at 5098, two bytes into the word at
+        // 5096, the one the stamp of 1000 was in.
+        push_pop(&[4; 824], 4096);
+        let mut tail_over_stamp = vec![4; 66];
+        tail_over_stamp[64..].copy_from_slice(&[0xea, 0x23]);
+        push_pop(&tail_over_stamp, 4976);
+        push_pop(&[5; 1992], 5104);
+        push_pop(&[6; 984], 7152);
+        // Lap 2.
+        push_pop(&[7; 944], 8192);
+        let word = ring.stamp_at(9192).load(Ordering::Relaxed);
+        assert_eq!(
+            format::stamp_state(word, 9192),
+            None,
+            "{word:#x} reads as a stamp"
+        );
+        push_pop(b"claimed where it was reserved", 9192);
+        let c = ring.counters();
+        assert_eq!(
+            (c.pushed, c.popped, c.corrupt),
+            (pushes, pushes, 0),
+            "{c:?}"
+        );
     }
 
     /// B: a single bit flip turning an 8-byte PADDING stamp at the last word of the

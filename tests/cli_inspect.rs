@@ -275,13 +275,14 @@ fn dump_offset_and_length_select_a_window() {
             "00000080  80 00 00 00 00 00 00 00  write_pos = 128\n\
              00000088  02 00 00 00 00 00 00 00  pushed = 2\n",
         );
-    // Plain rows where no field is annotated: the first payload byte of entry 0.
+    // Plain rows where no field is annotated: the payload of entry 0, the 0xFF bytes
+    // after it, then the stamp of entry 1.
     mmring()
         .args(["dump", "--offset", "4152", "-n", "16"])
         .arg(&path)
         .assert()
         .success()
-        .stdout("00001038  61 00 00 00 00 00 00 00 42 00 00 00 00 00 00 00  |a.......B.......|\n");
+        .stdout("00001038  61 ff ff ff ff ff ff ff 42 00 00 00 00 00 00 00  |a.......B.......|\n");
 }
 
 #[test]

@@ -272,10 +272,17 @@ MUTANTS = [
     Mutant(
         "short-store-skips-the-tail",
         "src/region.rs",
-        """        merge_part(last, 0, tail);
+        """        store_end(last, 0, tail);
         crc = crate::crc::crc32c_append(crc, tail);""",
-        """        merge_part(last, 0, tail);""",
+        """        store_end(last, 0, tail);""",
         "the one-pass copy of a short payload into the mapping leaves its last partial word out of the checksum it records",
+    ),
+    Mutant(
+        "payload-end-keeps-stale-bytes",
+        "src/region.rs",
+        """        store_end(last, 0, tail);""",
+        """        merge_part(last, 0, tail);""",
+        "a short payload's last word keeps the bytes of an earlier lap after the payload, which can read as the stamp of a later record",
     ),
     Mutant(
         "wide-skips-a-stream",
