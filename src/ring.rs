@@ -825,9 +825,12 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
-        if format::stamp_state(stale, pos).is_some() {
-            // Only a reader skipping our reservation writes a stamp for `pos` before we
-            // do (SKIPPED), or a program forging the file: the range is not ours to use.
+        if format::yields_claim(stale, pos) {
+            // A reader skipped our reservation (SKIPPED), or abandoned what it took for
+            // our claim, or may have stepped over what it took for padding: the range
+            // is not ours to use. Any other stamp for `pos` here is a word an earlier
+            // lap left that happens to read as one, which we claim over (DESIGN: Stale
+            // words that read as stamps).
             return false;
         }
         // A producer stopped for longer than the abandon timeout since it reserved may
@@ -858,8 +861,8 @@ impl<R: Region> RawRing<R> {
             match stamp.compare_exchange(replaced, claimed, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 // The Relaxed load above may have returned an older value than the
-                // word holds: only a stamp for `pos` (a reader's poison) means we lost.
-                Err(actual) if format::stamp_state(actual, pos).is_some() => return false,
+                // word holds: as for that value.
+                Err(actual) if format::yields_claim(actual, pos) => return false,
                 Err(actual) => replaced = actual,
             }
         }
@@ -2348,12 +2351,11 @@ mod tests {
             None,
             "still empty, not an endless stream of errors"
         );
-        // The producer can't claim a word that already holds a stamp for its position,
-        // so it reserves again after it; the forged record, being well formed, is then
-        // inside the ring and is delivered like any entry.
-        let id = ring.push(b"ok", 0).unwrap();
-        assert_eq!(pop(&ring), Some((0, b"x".to_vec())));
-        assert_eq!(pop(&ring), Some((id, b"ok".to_vec())));
+        // Nothing was reserved there: the producer that reserves position 0 claims over
+        // the forged stamp, as over any word an earlier lap left, and the forged record
+        // is never delivered.
+        assert_eq!(ring.push(b"ok", 0).unwrap(), 0);
+        assert_eq!(pop(&ring), Some((0, b"ok".to_vec())));
         assert_eq!(pop(&ring), None);
     }
 
@@ -2514,6 +2516,53 @@ mod tests {
             (pushes, pushes, 0),
             "{c:?}"
         );
+    }
+
+    /// A word an earlier lap left at a reserved position that reads as a stamp for it
+    /// (a payload can hold any 8 bytes) is claimed over when it reads `CLAIMED`,
+    /// `COMMITTED` or `BATCHED`: the record is written where it was reserved, and
+    /// nothing is reported. `SKIPPED` (a reader's mark) and `PADDING` (which readers
+    /// step over without marking it) make the producer reserve again; the entry is
+    /// still delivered once.
+    #[test]
+    fn claim_replaces_a_stale_word_that_reads_as_a_stamp_but_yields_to_skips_and_padding() {
+        for state in [
+            STATE_CLAIMED,
+            STATE_COMMITTED,
+            STATE_BATCHED,
+            STATE_SKIPPED,
+            STATE_PADDING,
+        ] {
+            let (ring, ..) = ring(4096, Policy::Reject);
+            assert_eq!(ring.push(b"first", 0).unwrap(), 0);
+            let next = ring.write_pos().load(Ordering::Relaxed);
+            ring.stamp_at(next)
+                .store(format::stamp(next, state), Ordering::Relaxed);
+            let id = ring.push(b"second", 0).unwrap();
+            let yields = matches!(state, STATE_SKIPPED | STATE_PADDING);
+            assert_eq!(id > next, yields, "{state}: reserved again iff it yields");
+            let mut delivered = Vec::new();
+            let mut reported = 0;
+            let mut buf = Vec::new();
+            loop {
+                match ring.pop_into(&mut buf) {
+                    Ok(Some(meta)) => delivered.push((meta.id, buf.clone())),
+                    Ok(None) => break,
+                    Err(Error::Corrupt { .. }) => reported += 1,
+                    Err(e) => panic!("{state}: {e}"),
+                }
+            }
+            let want = [(0, b"first".to_vec()), (id, b"second".to_vec())];
+            assert_eq!(delivered, want, "{state}");
+            // Padding there can't be (it would span the rest of the lap) is reported.
+            assert_eq!(reported, u64::from(state == STATE_PADDING), "{state}");
+            let c = ring.counters();
+            assert_eq!(
+                (c.popped, c.corrupt, c.abandoned),
+                (2, reported, 0),
+                "{state}: {c:?}"
+            );
+        }
     }
 
     /// B: a single bit flip turning an 8-byte PADDING stamp at the last word of the
