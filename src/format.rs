@@ -245,21 +245,6 @@ pub(crate) fn stamp_state(stamp: u64, pos: u64) -> Option<u64> {
     (stamp & !STATE_MASK == pos && state != 0).then_some(state)
 }
 
-/// Whether `word`, found at the record at `pos` that a producer reserved and has not
-/// claimed yet, makes the producer give the range up: a mark a reader wrote there
-/// (`SKIPPED`: a skip passed the range; `ABANDONED`), or `PADDING`, which readers step
-/// over without writing anything, so they may have passed the range already. No stamp
-/// for `pos` is written before the claim but these marks; any other one found there
-/// (`CLAIMED`, `COMMITTED`, `BATCHED`) is a word an earlier lap left that happens to
-/// read as a stamp, which the claim replaces. Readers never pass those without a
-/// compare-and-swap on the word, unless the record they announce is whole and valid.
-pub(crate) fn yields_claim(word: u64, pos: u64) -> bool {
-    matches!(
-        stamp_state(word, pos),
-        Some(STATE_SKIPPED | STATE_ABANDONED | STATE_PADDING)
-    )
-}
-
 /// Whether a stamp marks the start of a record that a scan must stop at. Not
 /// `BATCHED`: a later record of a batch run is read only by stepping to it from the
 /// record before it; a scan can't tell whether its run was committed, so it passes

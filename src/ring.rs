@@ -825,12 +825,9 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
-        if format::yields_claim(stale, pos) {
-            // A reader skipped our reservation (SKIPPED), or abandoned what it took for
-            // our claim, or may have stepped over what it took for padding: the range
-            // is not ours to use. Any other stamp for `pos` here is a word an earlier
-            // lap left that happens to read as one, which we claim over (DESIGN: Stale
-            // words that read as stamps).
+        if format::stamp_state(stale, pos).is_some() {
+            // Only a reader skipping our reservation writes a stamp for `pos` before we
+            // do (SKIPPED), or a program forging the file: the range is not ours to use.
             return false;
         }
         // A producer stopped for longer than the abandon timeout since it reserved may
@@ -861,8 +858,8 @@ impl<R: Region> RawRing<R> {
             match stamp.compare_exchange(replaced, claimed, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 // The Relaxed load above may have returned an older value than the
-                // word holds: as for that value.
-                Err(actual) if format::yields_claim(actual, pos) => return false,
+                // word holds: only a stamp for `pos` (a reader's poison) means we lost.
+                Err(actual) if format::stamp_state(actual, pos).is_some() => return false,
                 Err(actual) => replaced = actual,
             }
         }
@@ -2351,11 +2348,12 @@ mod tests {
             None,
             "still empty, not an endless stream of errors"
         );
-        // Nothing was reserved there: the producer that reserves position 0 claims over
-        // the forged stamp, as over any word an earlier lap left, and the forged record
-        // is never delivered.
-        assert_eq!(ring.push(b"ok", 0).unwrap(), 0);
-        assert_eq!(pop(&ring), Some((0, b"ok".to_vec())));
+        // The producer can't claim a word that already holds a stamp for its position,
+        // so it reserves again after it; the forged record, being well formed, is then
+        // inside the ring and is delivered like any entry.
+        let id = ring.push(b"ok", 0).unwrap();
+        assert_eq!(pop(&ring), Some((0, b"x".to_vec())));
+        assert_eq!(pop(&ring), Some((id, b"ok".to_vec())));
         assert_eq!(pop(&ring), None);
     }
 
@@ -2519,28 +2517,19 @@ mod tests {
     }
 
     /// A word an earlier lap left at a reserved position that reads as a stamp for it
-    /// (a payload can hold any 8 bytes) is claimed over when it reads `CLAIMED`,
-    /// `COMMITTED` or `BATCHED`: the record is written where it was reserved, and
-    /// nothing is reported. `SKIPPED` (a reader's mark) and `PADDING` (which readers
-    /// step over without marking it) make the producer reserve again; the entry is
-    /// still delivered once.
+    /// (a payload can hold any 8 bytes) makes the producer give the range up and push
+    /// again, never claim over it (DESIGN: Stale words that read as stamps): every
+    /// entry is delivered once, and what the word reads as is reported at most once.
     #[test]
-    fn claim_replaces_a_stale_word_that_reads_as_a_stamp_but_yields_to_skips_and_padding() {
-        for state in [
-            STATE_CLAIMED,
-            STATE_COMMITTED,
-            STATE_BATCHED,
-            STATE_SKIPPED,
-            STATE_PADDING,
-        ] {
+    fn a_leftover_word_that_reads_as_a_stamp_costs_its_range_never_an_entry() {
+        for state in [STATE_COMMITTED, STATE_BATCHED, STATE_PADDING, STATE_SKIPPED] {
             let (ring, ..) = ring(4096, Policy::Reject);
             assert_eq!(ring.push(b"first", 0).unwrap(), 0);
             let next = ring.write_pos().load(Ordering::Relaxed);
             ring.stamp_at(next)
                 .store(format::stamp(next, state), Ordering::Relaxed);
             let id = ring.push(b"second", 0).unwrap();
-            let yields = matches!(state, STATE_SKIPPED | STATE_PADDING);
-            assert_eq!(id > next, yields, "{state}: reserved again iff it yields");
+            assert!(id > next, "{state}: pushed again after the word, at {id}");
             let mut delivered = Vec::new();
             let mut reported = 0;
             let mut buf = Vec::new();
@@ -2554,8 +2543,9 @@ mod tests {
             }
             let want = [(0, b"first".to_vec()), (id, b"second".to_vec())];
             assert_eq!(delivered, want, "{state}");
-            // Padding there can't be (it would span the rest of the lap) is reported.
-            assert_eq!(reported, u64::from(state == STATE_PADDING), "{state}");
+            // A readable stamp over a header that fails its checksum, or padding that
+            // can't be (it would span the rest of the lap), is reported; marks are not.
+            assert_eq!(reported, u64::from(state != STATE_SKIPPED), "{state}");
             let c = ring.counters();
             assert_eq!(
                 (c.popped, c.corrupt, c.abandoned),

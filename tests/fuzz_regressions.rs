@@ -14,8 +14,8 @@
 //! `verify_reports_a_stamp_in_the_free_space_that_a_push_would_give_up` (found by
 //! `open_bytes`): an empty ring whose free space held a PADDING stamp for the write
 //! position passed `verify`, yet after one push `pop` reported it as damaged. A push
-//! gives up a range whose word holds `PADDING` for its position (readers step over
-//! padding without a compare-and-swap, so they may have passed it), and the forged
+//! can't claim a word that already holds a stamp for its position (a reader may act on
+//! such a stamp without a compare-and-swap), so it gives the space up and the forged
 //! stamp enters the ring. Fixed in the check behind `verify` and `repair`: a stamp in
 //! the free space for the position a reservation there will have is a problem, and
 //! `repair` zeroes it.
@@ -84,9 +84,9 @@ fn pop_hits_no_endless_loop_on_a_damaged_committed_stamp_at_the_write_position()
             matches!(popped, Ok(None)),
             "{name}: expected empty, got {popped:?}"
         );
-        // A push claims over a COMMITTED stamp for its position (up to 0.3.0 it
-        // reserved again after it, and the forged record was reported as corrupt
-        // once): either way the pushed entry comes out intact, once.
+        // A push can't claim a word that already holds a stamp for its position, so
+        // it reserves again after it; the forged record is then inside the ring and is
+        // reported as corrupt once, and the pushed entry comes out intact.
         let (id, outcomes) = within_deadline("push and drain", move || {
             let id = ring.push(b"after").unwrap();
             let mut outcomes = Vec::new();

@@ -285,13 +285,6 @@ MUTANTS = [
         "a short payload's last word keeps the bytes of an earlier lap after the payload, which can read as the stamp of a later record",
     ),
     Mutant(
-        "claim-yields-to-any-stamp",
-        "src/ring.rs",
-        """        if format::yields_claim(stale, pos) {""",
-        """        if format::stamp_state(stale, pos).is_some() {""",
-        "a producer takes a stale word that reads as a stamp for its position for a reader's mark and leaves its reservation unwritten",
-    ),
-    Mutant(
         "wide-skips-a-stream",
         "src/wide.rs",
         """        z = _mm_crc32_u64(z, word(b_at[2], i));""",
