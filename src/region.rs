@@ -37,11 +37,10 @@ pub(crate) trait Region: Send + Sync {
     fn read_crc(&self, off: usize, dst: &mut [u8]) -> u32;
     /// Writes a record's payload: [`write`](Region::write), then, unless `src` is
     /// empty, the bytes after it up to the next multiple of 8 as `0xFF` (the unused end
-    /// of the record). Returns
-    /// the CRC32C of `src`, computed in the same pass. The fill keeps bytes of an
-    /// earlier lap out of the payload's last word, where together with the payload's
-    /// last bytes they could read as the stamp of a record a later lap puts there
-    /// (DESIGN: Stale words that read as stamps).
+    /// of the record). Returns the CRC32C of `src`, computed in the same pass. The fill
+    /// keeps bytes of an earlier lap out of the payload's last word, where together
+    /// with the payload's last bytes they could read as the stamp of a record a later
+    /// lap puts there (DESIGN: Stale words that read as stamps).
     fn write_payload_crc(&self, off: usize, src: &[u8]) -> u32;
     /// Asks the CPU to bring the cache lines of the `len` bytes from `off` into this
     /// core's cache ready for writing, before a producer claims and writes the records
