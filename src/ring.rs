@@ -2516,6 +2516,52 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The adversary of `a_payload_end_never_leaves_a_word_that_reads_as_a_later_stamp`
+        /// in general: every payload that ends inside a word ends with the low bytes of
+        /// the stamp the next lap would give a record starting at that word. With the
+        /// old bytes kept above them (often those of an older stamp at that word), the
+        /// word would read as that stamp whenever the next lap starts a record there,
+        /// and that record's claim would fail. With the `0xFF` fill no claim ever
+        /// fails: every push reserves once, and every entry comes out intact.
+        #[test]
+        fn payload_ends_built_to_forge_later_stamps_never_cost_a_claim(
+            lens in proptest::collection::vec(0usize..300, 100..400),
+        ) {
+            const REGION: u64 = 4096;
+            let (ring, ..) = ring(REGION, Policy::Overwrite);
+            for (i, &len) in lens.iter().enumerate() {
+                // Where the record will be: after padding if it does not fit the lap.
+                let write = ring.write_pos().load(Ordering::Relaxed);
+                let rec_len = format::record_len(len as u32);
+                let pos = if write % REGION + rec_len > REGION {
+                    write.next_multiple_of(REGION)
+                } else {
+                    write
+                };
+                let mut data: Vec<u8> = (0..len).map(|b| (b as u8) ^ (i as u8)).collect();
+                let tail = len % 8;
+                if tail != 0 {
+                    let word_pos = pos + REC_HEADER_LEN as u64 + (len - tail) as u64;
+                    let forged = format::stamp(word_pos + REGION, STATE_COMMITTED);
+                    data[len - tail..].copy_from_slice(&forged.to_le_bytes()[..tail]);
+                }
+                proptest::prop_assert_eq!(ring.push(&data, 0).unwrap(), pos);
+                // One reservation per push: no claim failed.
+                proptest::prop_assert_eq!(ring.counters().pushed, i as u64 + 1);
+                if i % 7 == 0 {
+                    proptest::prop_assert!(pop(&ring).is_some());
+                }
+            }
+            let mut buf = Vec::new();
+            while let Some(meta) = ring.pop_into(&mut buf).unwrap() {
+                proptest::prop_assert_eq!(buf.len(), meta.data_len as usize);
+            }
+            let c = ring.counters();
+            proptest::prop_assert_eq!((c.corrupt, c.abandoned), (0, 0));
+        }
+    }
+
     /// A word an earlier lap left at a reserved position that reads as a stamp for it
     /// (a payload can hold any 8 bytes) makes the producer give the range up and push
     /// again, never claim over it (DESIGN: Stale words that read as stamps): every
