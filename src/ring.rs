@@ -814,7 +814,8 @@ impl<R: Region> RawRing<R> {
 
     /// CASes the stamp at `pos`, which we reserved, from its stale value to
     /// `state`, first storing `claim_word` (the length readers need to skip us if we
-    /// stall). False if a skipping reader poisoned the stamp first. DESIGN: Claiming.
+    /// stall). False if a skipping reader poisoned the stamp first, or a word an
+    /// earlier lap left there reads as a stamp for `pos`. DESIGN: Claiming.
     fn claim(&self, pos: u64, state: u64, claim_word: Option<u64>) -> bool {
         self.claim_with_off(pos, self.rec_off(pos), state, claim_word)
     }
@@ -827,7 +828,9 @@ impl<R: Region> RawRing<R> {
         let stale = stamp.load(Ordering::Relaxed);
         if format::stamp_state(stale, pos).is_some() {
             // Only a reader skipping our reservation writes a stamp for `pos` before we
-            // do (SKIPPED), or a program forging the file: the range is not ours to use.
+            // do (SKIPPED), or a program forging the file, or a header or payload word
+            // of an earlier lap equals one by chance: the range is not ours to use. We
+            // must not claim over any of them (DESIGN: Stale words that read as stamps).
             return false;
         }
         // A producer stopped for longer than the abandon timeout since it reserved may
@@ -858,7 +861,8 @@ impl<R: Region> RawRing<R> {
             match stamp.compare_exchange(replaced, claimed, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 // The Relaxed load above may have returned an older value than the
-                // word holds: only a stamp for `pos` (a reader's poison) means we lost.
+                // word holds: only a stamp for `pos` (a reader's poison; a leftover word
+                // does not change) means we lost.
                 Err(actual) if format::stamp_state(actual, pos).is_some() => return false,
                 Err(actual) => replaced = actual,
             }
