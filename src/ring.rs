@@ -2056,6 +2056,22 @@ mod tests {
         ring.pop_into(&mut buf).unwrap().map(|m| (m.id, buf))
     }
 
+    /// Pops until the ring is empty, at most `max` times: the entries delivered, and
+    /// how many pops reported a damaged record. Any other error fails the test.
+    fn drain_reporting(ring: &RawRing<HeapRegion>, max: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
+        let (mut delivered, mut reported) = (Vec::new(), 0);
+        for _ in 0..max {
+            let mut buf = Vec::new();
+            match ring.pop_into(&mut buf) {
+                Ok(Some(meta)) => delivered.push((meta.id, buf)),
+                Ok(None) => break,
+                Err(Error::Corrupt { .. }) => reported += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (delivered, reported)
+    }
+
     #[test]
     fn pop_batch_ends_at_a_damaged_read_pos_found_between_its_moves() {
         let (ring, ..) = ring(4096, Policy::Reject);
@@ -2580,17 +2596,7 @@ mod tests {
                 .store(format::stamp(next, state), Ordering::Relaxed);
             let id = ring.push(b"second", 0).unwrap();
             assert!(id > next, "{state}: pushed again after the word, at {id}");
-            let mut delivered = Vec::new();
-            let mut reported = 0;
-            let mut buf = Vec::new();
-            loop {
-                match ring.pop_into(&mut buf) {
-                    Ok(Some(meta)) => delivered.push((meta.id, buf.clone())),
-                    Ok(None) => break,
-                    Err(Error::Corrupt { .. }) => reported += 1,
-                    Err(e) => panic!("{state}: {e}"),
-                }
-            }
+            let (delivered, reported) = drain_reporting(&ring, 8);
             let want = [(0, b"first".to_vec()), (id, b"second".to_vec())];
             assert_eq!(delivered, want, "{state}");
             // A readable stamp over a header that fails its checksum, or padding that
@@ -2850,16 +2856,7 @@ mod tests {
             "the later lap's stamp is back"
         );
         // The later lap's entry: delivered intact, or reported as corrupt.
-        let (mut delivered, mut reported) = (Vec::new(), 0);
-        for _ in 0..8 {
-            let mut buf = Vec::new();
-            match ring.pop_into(&mut buf) {
-                Ok(Some(meta)) => delivered.push((meta.id, buf)),
-                Ok(None) => break,
-                Err(Error::Corrupt { .. }) => reported += 1,
-                Err(e) => panic!("{e}"),
-            }
-        }
+        let (delivered, reported) = drain_reporting(&ring, 8);
         assert!(
             delivered == [(victim, payload.to_vec())] || (delivered.is_empty() && reported > 0),
             "delivered {delivered:?}, reported {reported}"
