@@ -1,7 +1,7 @@
 //! Creates the smallest possible ring (8192 bytes: the 4096-byte header and a
 //! 4096-byte region), pushes two short entries, and prints an `xxd`-style hexdump of
-//! every part of the file that is not zero: the static header, the write and read
-//! position slots, and the two records.
+//! every part of the file that is not zero: the static header, the stamp key, the
+//! write and read position slots, and the two records.
 //!
 //! docs/FORMAT.md uses this output as its worked example, annotated field by field.
 //!
@@ -18,8 +18,9 @@ const REGION_OFFSET: usize = 4096;
 
 /// The parts of the file worth showing, as `(title, file offset, length)`. Each length
 /// is a multiple of 16 so that every line of the dump is a full `xxd` line.
-const SECTIONS: [(&str, usize, usize); 4] = [
+const SECTIONS: [(&str, usize, usize); 5] = [
     ("static header, bytes 0..64", 0, 64),
+    ("stamp key, bytes 64..80", 64, 16),
     ("write_pos slot: write_pos, pushed, evicted", 128, 32),
     ("read_pos slot: read_pos, popped", 256, 16),
     ("region: records at positions 0 and 64", REGION_OFFSET, 128),

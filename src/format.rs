@@ -63,6 +63,14 @@ pub(crate) const RESERVED_OFFSET: usize = CREATED_OFFSET + 8;
 pub(crate) const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 4;
 /// Length of the static, checksummed part of the header.
 pub(crate) const STATIC_HEADER_LEN: usize = HEADER_CRC_OFFSET + 4;
+/// `u64` the key mixed into every stamp (`StampKey`), in files with `FLAG_STAMP_KEY`;
+/// unused (0) in others.
+pub(crate) const STAMP_KEY_OFFSET: usize = STATIC_HEADER_LEN;
+/// `u32` CRC32C of the 8 bytes of `STAMP_KEY_OFFSET`, in files with `FLAG_STAMP_KEY`.
+pub(crate) const STAMP_KEY_CRC_OFFSET: usize = STAMP_KEY_OFFSET + 8;
+/// Length of the part of the header written once, when the file is created: the
+/// static header and the stamp key with its checksum.
+pub(crate) const FIXED_HEADER_LEN: usize = STAMP_KEY_CRC_OFFSET + 4;
 
 // ---------------------------------------------------------------- header: atomics
 /// Distance between independently written atomics: two 64-byte cache lines, because
@@ -189,8 +197,17 @@ pub(crate) const STATE_BATCHED: u64 = 7;
 /// version creates; a reader that does not know batch runs must refuse the file, as
 /// version 1 readers without it do (they require `flags == 0`).
 pub(crate) const FLAG_BATCH_RUNS: u32 = 1;
+/// Header flag: every stamp is XORed with the file's stamp key (`StampKey`), stored
+/// at `STAMP_KEY_OFFSET`. Set in every file this version creates; readers that do not
+/// know it refuse the file (they require the other flag bits clear).
+pub(crate) const FLAG_STAMP_KEY: u32 = 2;
 /// Every flag this version knows.
-pub(crate) const KNOWN_FLAGS: u32 = FLAG_BATCH_RUNS;
+pub(crate) const KNOWN_FLAGS: u32 = FLAG_BATCH_RUNS | FLAG_STAMP_KEY;
+/// The bits a stamp key may have: bits 3 to 61. Not the state bits, so that a stamp's
+/// state reads the same keyed or not and a zeroed word (state 0) is never a stamp; not
+/// bits 62 and 63, so that a word whose top byte is `0xFF` (the fill after a payload)
+/// still decodes to a position of 2^62 or more, which no record has.
+pub(crate) const STAMP_KEY_MASK: u64 = (MAX_POS - 1) & !STATE_MASK;
 
 /// `OnFull::Overwrite` in the header.
 pub(crate) const POLICY_OVERWRITE: u32 = 0;
@@ -214,7 +231,7 @@ compile_error!("mmring stores native-endian atomics in the file and is little-en
 const _: () = {
     assert!(STATIC_HEADER_LEN == 64);
     assert!(WRITE_POS_OFFSET.is_multiple_of(SLOT_LEN) && READ_POS_OFFSET.is_multiple_of(SLOT_LEN));
-    assert!(WRITE_POS_OFFSET >= STATIC_HEADER_LEN);
+    assert!(WRITE_POS_OFFSET >= FIXED_HEADER_LEN);
     assert!(ABANDONED_OFFSET + 8 <= SUB_MASK_OFFSET);
     assert!(NOTIFY_OFFSET.is_multiple_of(4) && WAITERS_OFFSET.is_multiple_of(4));
     assert!(SUB_MASK_OFFSET.is_multiple_of(SLOT_LEN) && SUB_SLOTS_OFFSET.is_multiple_of(8));
@@ -227,22 +244,74 @@ const _: () = {
     assert!(HEADER_LEN.is_multiple_of(4096));
 };
 
-/// The stamp of a record at `pos` in `state`.
-pub(crate) fn stamp(pos: u64, state: u64) -> u64 {
-    debug_assert!(
-        pos.is_multiple_of(RECORD_ALIGN),
-        "unaligned record position {pos}"
-    );
-    debug_assert!(state & !STATE_MASK == 0);
-    pos | state
-}
+/// The key a file's stamps are XORed with (FORMAT: Stamps and states): random bits 3
+/// to 61 drawn when the file is created, or 0 in files made without
+/// `FLAG_STAMP_KEY`. The claim and every reader take a word for the stamp of the
+/// record at `p` when it equals `p | state` once unkeyed; without a key, a header or
+/// payload word that an earlier lap left at `p` could equal that on purpose (a
+/// payload built from the ring's positions). With the key it takes a guess of 59
+/// unknown bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StampKey(u64);
 
-/// The state of `stamp` if it belongs to the record at `pos`; `None` for a stale
-/// stamp from an earlier lap, never-written (zero) bytes, or garbage. State 0 is never
-/// written, so a zeroed word is not a stamp even at position 0.
-pub(crate) fn stamp_state(stamp: u64, pos: u64) -> Option<u64> {
-    let state = stamp & STATE_MASK;
-    (stamp & !STATE_MASK == pos && state != 0).then_some(state)
+/// The key of the rings unit tests build by hand: any value in `STAMP_KEY_MASK` with
+/// bits in every byte, so that a test storing an unkeyed stamp fails.
+#[cfg(test)]
+pub(crate) const TEST_STAMP_KEY: StampKey = StampKey(0x1A2B_3C4D_5E6F_7188 & STAMP_KEY_MASK);
+
+impl StampKey {
+    /// The key of files without `FLAG_STAMP_KEY`: stamps are `position | state`.
+    pub(crate) const NONE: StampKey = StampKey(0);
+
+    /// A key from its stored value; `None` if it has bits outside `STAMP_KEY_MASK`.
+    pub(crate) fn new(bits: u64) -> Option<StampKey> {
+        (bits & !STAMP_KEY_MASK == 0).then_some(StampKey(bits))
+    }
+
+    /// A key from 64 random bits: those in `STAMP_KEY_MASK`.
+    pub(crate) fn from_random(random: u64) -> StampKey {
+        StampKey(random & STAMP_KEY_MASK)
+    }
+
+    /// The stored value.
+    pub(crate) fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// The stamp of a record at `pos` in `state`.
+    #[inline(always)]
+    pub(crate) fn stamp(self, pos: u64, state: u64) -> u64 {
+        debug_assert!(
+            pos.is_multiple_of(RECORD_ALIGN),
+            "unaligned record position {pos}"
+        );
+        debug_assert!(state & !STATE_MASK == 0);
+        (pos | state) ^ self.0
+    }
+
+    /// The state of `stamp` if it belongs to the record at `pos`; `None` for a stale
+    /// stamp from an earlier lap, never-written (zero) bytes, or garbage. State 0 is
+    /// never written (and the key leaves the state bits alone), so a zeroed word is
+    /// not a stamp even at position 0.
+    #[inline(always)]
+    pub(crate) fn state(self, stamp: u64, pos: u64) -> Option<u64> {
+        let plain = stamp ^ self.0;
+        let state = plain & STATE_MASK;
+        (plain & !STATE_MASK == pos && state != 0).then_some(state)
+    }
+
+    /// The position a word names and its state, read as a stamp of this file: equal
+    /// to the record's own position only for a stamp of that record (a scan that
+    /// looks for records without knowing where they start).
+    pub(crate) fn decode(self, stamp: u64) -> (u64, u64) {
+        let plain = stamp ^ self.0;
+        (plain & !STATE_MASK, plain & STATE_MASK)
+    }
+
+    /// The position a stamp names: `decode`'s first half.
+    pub(crate) fn position(self, stamp: u64) -> u64 {
+        self.decode(stamp).0
+    }
 }
 
 /// Whether a stamp marks the start of a record that a scan must stop at. Not
@@ -365,6 +434,8 @@ pub(crate) struct Header {
     pub batch_runs: bool,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// `FLAG_STAMP_KEY` and the key, or `None` for a file whose stamps are unkeyed.
+    pub stamp_key: Option<StampKey>,
 }
 
 /// Why a header was refused. Offsets are file offsets of the offending field.
@@ -409,12 +480,19 @@ impl Header {
             abandon_ms: abandon_ms.max(1),
             batch_runs: true,
             created_ms,
+            stamp_key: None,
         }
     }
 
-    /// The static header bytes, checksum included.
-    pub(crate) fn to_bytes(&self) -> [u8; STATIC_HEADER_LEN] {
-        let mut b = [0u8; STATIC_HEADER_LEN];
+    /// The key the file's stamps are XORed with.
+    pub(crate) fn key(&self) -> StampKey {
+        self.stamp_key.unwrap_or(StampKey::NONE)
+    }
+
+    /// The bytes written once when the file is created: the static header and, with
+    /// `FLAG_STAMP_KEY`, the stamp key; checksums included.
+    pub(crate) fn to_bytes(&self) -> [u8; FIXED_HEADER_LEN] {
+        let mut b = [0u8; FIXED_HEADER_LEN];
         b[MAGIC_OFFSET..MAGIC_OFFSET + 8].copy_from_slice(&MAGIC);
         b[VERSION_OFFSET..][..4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[HEADER_LEN_OFFSET..][..4].copy_from_slice(&self.header_len.to_le_bytes());
@@ -428,7 +506,13 @@ impl Header {
         };
         b[ON_FULL_OFFSET..][..4].copy_from_slice(&policy.to_le_bytes());
         b[ABANDON_MS_OFFSET..][..4].copy_from_slice(&self.abandon_ms.to_le_bytes());
-        let flags = if self.batch_runs { FLAG_BATCH_RUNS } else { 0 };
+        let mut flags = if self.batch_runs { FLAG_BATCH_RUNS } else { 0 };
+        if let Some(key) = self.stamp_key {
+            flags |= FLAG_STAMP_KEY;
+            b[STAMP_KEY_OFFSET..][..8].copy_from_slice(&key.bits().to_le_bytes());
+            let crc = crate::crc::crc32c(&b[STAMP_KEY_OFFSET..STAMP_KEY_CRC_OFFSET]);
+            b[STAMP_KEY_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+        }
         b[FLAGS_OFFSET..][..4].copy_from_slice(&flags.to_le_bytes());
         b[CREATED_OFFSET..][..8].copy_from_slice(&self.created_ms.to_le_bytes());
         let crc = crate::crc::crc32c(&b[..HEADER_CRC_OFFSET]);
@@ -436,11 +520,11 @@ impl Header {
         b
     }
 
-    /// Decodes and validates the static header of a file that is `actual_len` bytes
-    /// long. Every check names what it prevents.
+    /// Decodes and validates the first `FIXED_HEADER_LEN` bytes of a file that is
+    /// `actual_len` bytes long. Every check names what it prevents.
     pub(crate) fn from_bytes(bytes: &[u8], actual_len: u64) -> Result<Header, HeaderError> {
         // Prevents reading past the end of a short file.
-        if bytes.len() < STATIC_HEADER_LEN || actual_len < HEADER_LEN as u64 {
+        if bytes.len() < FIXED_HEADER_LEN || actual_len < HEADER_LEN as u64 {
             return Err(HeaderError::NotARing(format!(
                 "file is {actual_len} bytes, shorter than the {HEADER_LEN}-byte ring header"
             )));
@@ -528,10 +612,34 @@ impl Header {
                 FLAGS_OFFSET,
                 format!(
                     "flags are {flags:#x}; this version knows only {KNOWN_FLAGS:#x} \
-                     (batch runs): a newer mmring wrote the file, or it is damaged"
+                     (batch runs, stamp key): a newer mmring wrote the file, or it is damaged"
                 ),
             ));
         }
+        // Prevents reading every stamp with a damaged key: each would look stale, and
+        // readers would skip every record as never written.
+        let stamp_key = if flags & FLAG_STAMP_KEY != 0 {
+            let bits = u64_at(bytes, STAMP_KEY_OFFSET);
+            let stored_crc = u32_at(bytes, STAMP_KEY_CRC_OFFSET);
+            let crc = crate::crc::crc32c(&bytes[STAMP_KEY_OFFSET..STAMP_KEY_CRC_OFFSET]);
+            if stored_crc != crc {
+                return Err(corrupt(
+                    STAMP_KEY_CRC_OFFSET,
+                    format!("stamp key checksum is {stored_crc:#010x}, computed {crc:#010x}"),
+                ));
+            }
+            Some(StampKey::new(bits).ok_or_else(|| {
+                corrupt(
+                    STAMP_KEY_OFFSET,
+                    format!(
+                        "stamp key is {bits:#018x}; only bits 3 to 61 may be set \
+                         (mask {STAMP_KEY_MASK:#018x})"
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
         Ok(Header {
             header_len,
             file_len,
@@ -541,6 +649,7 @@ impl Header {
             abandon_ms,
             batch_runs: flags & FLAG_BATCH_RUNS != 0,
             created_ms: u64_at(bytes, CREATED_OFFSET),
+            stamp_key,
         })
     }
 }
@@ -782,7 +891,9 @@ mod tests {
     use super::*;
 
     fn header() -> Header {
-        Header::new(1 << 20, 60, Policy::Reject, 2000, 1_700_000_000_000)
+        let mut h = Header::new(1 << 20, 60, Policy::Reject, 2000, 1_700_000_000_000);
+        h.stamp_key = Some(StampKey::from_random(0x9E37_79B9_7F4A_7C15));
+        h
     }
 
     #[test]
@@ -790,13 +901,42 @@ mod tests {
         let h = header();
         let bytes = h.to_bytes();
         assert_eq!(&bytes[..8], &MAGIC);
+        assert_eq!(
+            u32_at(&bytes, FLAGS_OFFSET),
+            FLAG_BATCH_RUNS | FLAG_STAMP_KEY
+        );
         assert_eq!(Header::from_bytes(&bytes, 1 << 20), Ok(h));
+        let unkeyed = Header {
+            stamp_key: None,
+            ..header()
+        };
+        let bytes = unkeyed.to_bytes();
+        assert_eq!(u32_at(&bytes, FLAGS_OFFSET), FLAG_BATCH_RUNS);
+        assert_eq!(&bytes[STAMP_KEY_OFFSET..FIXED_HEADER_LEN], &[0; 12]);
+        assert_eq!(Header::from_bytes(&bytes, 1 << 20), Ok(unkeyed));
+    }
+
+    #[test]
+    fn a_stamp_key_with_bits_outside_its_mask_is_refused_by_offset() {
+        for bit in [0, 1, 2, 62, 63] {
+            let mut bytes = header().to_bytes();
+            bytes[STAMP_KEY_OFFSET..][..8].copy_from_slice(&(1u64 << bit).to_le_bytes());
+            let crc = crate::crc::crc32c(&bytes[STAMP_KEY_OFFSET..STAMP_KEY_CRC_OFFSET]);
+            bytes[STAMP_KEY_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+            match Header::from_bytes(&bytes, 1 << 20) {
+                Err(HeaderError::Corrupt { offset, what }) => {
+                    assert_eq!(offset, STAMP_KEY_OFFSET as u64, "bit {bit}");
+                    assert!(what.contains("stamp key"), "{what}");
+                }
+                other => panic!("key bit {bit} accepted: {other:?}"),
+            }
+        }
     }
 
     #[test]
     fn header_rejects_every_single_bit_flip() {
         let bytes = header().to_bytes();
-        for bit in 0..STATIC_HEADER_LEN * 8 {
+        for bit in 0..FIXED_HEADER_LEN * 8 {
             let mut bad = bytes;
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(
@@ -924,11 +1064,41 @@ mod tests {
 
     #[test]
     fn stamps_identify_their_position() {
-        let s = stamp(4096, STATE_COMMITTED);
-        assert_eq!(stamp_state(s, 4096), Some(STATE_COMMITTED));
-        assert_eq!(stamp_state(s, 4096 + 8192), None);
-        assert_eq!(stamp_state(0, 8), None);
-        assert_eq!(stamp_state(0, 0), None, "a zeroed word is not a stamp");
+        for key in [
+            StampKey::NONE,
+            StampKey::from_random(u64::MAX),
+            header().key(),
+        ] {
+            let s = key.stamp(4096, STATE_COMMITTED);
+            assert_eq!(key.state(s, 4096), Some(STATE_COMMITTED));
+            assert_eq!(key.position(s), 4096);
+            assert_eq!(key.state(s, 4096 + 8192), None);
+            assert_eq!(key.state(0, 8), None);
+            assert_eq!(key.state(0, 0), None, "a zeroed word is not a stamp");
+            assert_eq!(key.state(0, key.position(0)), None);
+        }
+        let key = header().key();
+        assert_ne!(key.stamp(4096, STATE_COMMITTED), 4096 | STATE_COMMITTED);
+        assert_eq!(
+            StampKey::NONE.state(key.stamp(4096, STATE_COMMITTED), 4096),
+            None
+        );
+        assert_eq!(key.state(4096 | STATE_COMMITTED, 4096), None);
+    }
+
+    #[test]
+    fn a_word_ending_in_the_payload_fill_is_never_a_stamp_whatever_the_key() {
+        // The fill after a payload gives the word's top byte 0xFF; the key leaves bits
+        // 62 and 63 alone, so the word always names a position of 2^62 or more.
+        for random in [0, u64::MAX, 0x9E37_79B9_7F4A_7C15, 0x3FFF_FFFF_FFFF_FFF8] {
+            let key = StampKey::from_random(random);
+            for low in [0u64, 0x00FF_FFFF_FFFF_FFFF, 0x0012_3456_789A_BCDA] {
+                assert!(
+                    key.position(0xFF << 56 | low) >= MAX_POS,
+                    "{random:#x} {low:#x}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -223,6 +223,20 @@ fn static_header_table_matches_the_constants() {
 }
 
 #[test]
+fn stamp_key_table_matches_the_constants() {
+    let fields = fields("header-key");
+    assert_fields(
+        "header-key",
+        &fields,
+        &[
+            ("stamp_key", STAMP_KEY_OFFSET, 8),
+            ("stamp_key_crc", STAMP_KEY_CRC_OFFSET, 4),
+        ],
+    );
+    assert_tiles("header-key", &fields, STATIC_HEADER_LEN, WRITE_POS_OFFSET);
+}
+
+#[test]
 fn magic_is_documented_byte_for_byte() {
     let table = table("header-static");
     let row = table
@@ -259,7 +273,7 @@ fn atomic_slot_table_matches_the_constants() {
             ("sub_slots", SUB_SLOTS_OFFSET, SUB_SLOT_COUNT * SUB_SLOT_LEN),
         ],
     );
-    assert_tiles("header-slots", &fields, STATIC_HEADER_LEN, HEADER_LEN);
+    assert_tiles("header-slots", &fields, WRITE_POS_OFFSET, HEADER_LEN);
     let last_reserved = fields.last().expect("a final reserved row");
     assert_eq!(
         (last_reserved.name.as_str(), last_reserved.offset),
@@ -425,6 +439,9 @@ fn constant_table_matches_the_constants() {
         ("RECORD_ALIGN", RECORD_ALIGN),
         ("STATE_MASK", STATE_MASK),
         ("FLAG_BATCH_RUNS", u64::from(FLAG_BATCH_RUNS)),
+        ("FLAG_STAMP_KEY", u64::from(FLAG_STAMP_KEY)),
+        ("STAMP_KEY_MASK", STAMP_KEY_MASK),
+        ("FIXED_HEADER_LEN", FIXED_HEADER_LEN as u64),
         ("MIN_REGION_LEN", MIN_REGION_LEN),
         ("MAX_REGION_LEN", MAX_REGION_LEN),
         ("MIN_FILE_LEN", HEADER_LEN as u64 + MIN_REGION_LEN),
@@ -493,7 +510,10 @@ fn example_image() -> Vec<u8> {
         image[offset..offset + 16].copy_from_slice(&bytes);
         lines += 1;
     }
-    assert!(lines >= 4 + 2 + 1 + 8, "the hexdump lost lines: {lines}");
+    assert!(
+        lines >= 4 + 1 + 2 + 1 + 8,
+        "the hexdump lost lines: {lines}"
+    );
     image
 }
 
@@ -506,8 +526,9 @@ fn u64_le(bytes: &[u8], offset: usize) -> u64 {
 #[test]
 fn worked_example_is_a_valid_ring_holding_the_documented_entries() {
     let image = example_image();
-    let header = Header::from_bytes(&image[..STATIC_HEADER_LEN], image.len() as u64)
+    let header = Header::from_bytes(&image[..FIXED_HEADER_LEN], image.len() as u64)
         .expect("the example's header validates");
+    assert!(header.stamp_key.is_some(), "the example shows a keyed file");
     assert_eq!(header.region_len, 4096);
     assert_eq!(header.policy, Policy::Reject);
     assert_eq!(header.abandon_ms, 2000);
@@ -521,7 +542,7 @@ fn worked_example_is_a_valid_ring_holding_the_documented_entries() {
     while pos < write_pos {
         let off = HEADER_LEN + (pos % header.region_len) as usize;
         let stamp = u64_le(&image, off + REC_STAMP_OFFSET);
-        assert_eq!(stamp_state(stamp, pos), Some(STATE_COMMITTED));
+        assert_eq!(header.key().state(stamp, pos), Some(STATE_COMMITTED));
         let mut rec = [0u8; REC_HEADER_LEN];
         rec.copy_from_slice(&image[off..off + REC_HEADER_LEN]);
         let meta = RecordMeta::from_bytes(pos, &rec, header.region_len)
@@ -554,6 +575,7 @@ fn layout_tables_match_format_md() {
             .collect()
     };
     let mut header = documented("header-static");
+    header.extend(documented("header-key"));
     header.extend(documented("header-slots"));
     assert_eq!(listed(crate::layout::HEADER_FIELDS), header);
     assert_eq!(

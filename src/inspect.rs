@@ -148,9 +148,10 @@ pub fn walk(path: impl AsRef<Path>, mut visit: impl FnMut(&Span)) -> Result<Repo
 }
 
 /// Makes the ring at `path` usable again: resets impossible positions, marks every
-/// record that can't be trusted so that readers skip it, counting each dropped range
-/// once in [`Stats::corrupt`](crate::Stats::corrupt), and zeroes stamps in the free
-/// space that no producer wrote. Every intact entry stays and is
+/// record that can't be trusted so that readers skip it (first splitting a batch run
+/// that holds it into records of their own, so that the run's other records stay),
+/// counting each dropped range once in [`Stats::corrupt`](crate::Stats::corrupt),
+/// and zeroes stamps in the free space that no producer wrote. Every intact entry stays and is
 /// delivered in order. The report lists exactly what was dropped or reset (the
 /// [`Action`] of each problem). Run it while no other process uses the ring.
 ///

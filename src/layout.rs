@@ -11,19 +11,23 @@
 //! let field = layout::header_field(130).unwrap();
 //! assert_eq!((field.name, field.offset, field.size), ("write_pos", 128, 8));
 //! assert_eq!(layout::record_field(28).unwrap().name, "data_len");
-//! assert_eq!(layout::decode_stamp(4096 | 2), (4096, "committed"));
+//! // Stamps are XORed with the file's key (`layout::stamp_key` of its first bytes),
+//! // 0 in a file without one (`flags` bit 1 clear).
+//! assert_eq!(layout::decode_stamp(4096 | 2, 0), (4096, "committed"));
+//! let key = 0x1234_5678;
+//! assert_eq!(layout::decode_stamp(key ^ (4096 | 2), key), (4096, "committed"));
 //! ```
 
 use crate::format::{
     ABANDON_MS_OFFSET, ABANDONED_OFFSET, CORRUPT_OFFSET, CREATED_OFFSET, DEFAULT_TTL_OFFSET,
-    EVICTED_OFFSET, EXPIRED_OFFSET, FILE_LEN_OFFSET, FLAGS_OFFSET, HEADER_CRC_OFFSET,
-    HEADER_LEN_OFFSET, MAGIC_OFFSET, NOTIFY_OFFSET, ON_FULL_OFFSET, POPPED_OFFSET, PUSHED_OFFSET,
-    READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_DATA_CRC_OFFSET, REC_DATA_LEN_OFFSET, REC_ID_OFFSET,
-    REC_META_CRC_OFFSET, REC_STAMP_OFFSET, REC_TTL_OFFSET, REC_VERSION_OFFSET,
-    REC_WRITE_TIME_OFFSET, REGION_LEN_OFFSET, RESERVED_OFFSET, STATE_ABANDONED, STATE_BATCHED,
-    STATE_CLAIMED, STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, SUB_MASK_OFFSET,
-    SUB_SLOT_COUNT, SUB_SLOT_LEN, SUB_SLOTS_OFFSET, VERSION_OFFSET, WAITERS_OFFSET,
-    WRITE_POS_OFFSET,
+    EVICTED_OFFSET, EXPIRED_OFFSET, FILE_LEN_OFFSET, FLAG_STAMP_KEY, FLAGS_OFFSET,
+    HEADER_CRC_OFFSET, HEADER_LEN_OFFSET, MAGIC_OFFSET, NOTIFY_OFFSET, ON_FULL_OFFSET,
+    POPPED_OFFSET, PUSHED_OFFSET, READ_POS_OFFSET, REC_CLAIM_OFFSET, REC_DATA_CRC_OFFSET,
+    REC_DATA_LEN_OFFSET, REC_ID_OFFSET, REC_META_CRC_OFFSET, REC_STAMP_OFFSET, REC_TTL_OFFSET,
+    REC_VERSION_OFFSET, REC_WRITE_TIME_OFFSET, REGION_LEN_OFFSET, RESERVED_OFFSET,
+    STAMP_KEY_CRC_OFFSET, STAMP_KEY_OFFSET, STATE_ABANDONED, STATE_BATCHED, STATE_CLAIMED,
+    STATE_COMMITTED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, SUB_MASK_OFFSET, SUB_SLOT_COUNT,
+    SUB_SLOT_LEN, SUB_SLOTS_OFFSET, VERSION_OFFSET, WAITERS_OFFSET, WRITE_POS_OFFSET,
 };
 
 /// Length of the file header; the record region starts at this file offset.
@@ -32,6 +36,9 @@ pub const HEADER_LEN: usize = crate::format::HEADER_LEN;
 pub const RECORD_HEADER_LEN: usize = crate::format::REC_HEADER_LEN;
 /// Length of the static, checksummed start of the header.
 pub const STATIC_HEADER_LEN: usize = crate::format::STATIC_HEADER_LEN;
+/// Length of the part of the header written once, at creation: the static header, the
+/// stamp key and its checksum.
+pub const FIXED_HEADER_LEN: usize = crate::format::FIXED_HEADER_LEN;
 
 /// How a field's bytes are to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +119,8 @@ pub const HEADER_FIELDS: &[Field] = &[
     Field::new("created_ms", CREATED_OFFSET, FieldKind::U64),
     Field::new("reserved", RESERVED_OFFSET, FieldKind::U32),
     Field::new("header_crc", HEADER_CRC_OFFSET, FieldKind::U32),
+    Field::new("stamp_key", STAMP_KEY_OFFSET, FieldKind::U64),
+    Field::new("stamp_key_crc", STAMP_KEY_CRC_OFFSET, FieldKind::U32),
     Field::new("write_pos", WRITE_POS_OFFSET, FieldKind::U64),
     Field::new("pushed", PUSHED_OFFSET, FieldKind::U64),
     Field::new("evicted", EVICTED_OFFSET, FieldKind::U64),
@@ -156,11 +165,26 @@ pub fn record_field(offset: usize) -> Option<&'static Field> {
     containing(RECORD_FIELDS, offset)
 }
 
-/// The position and state name encoded in a stamp: `stamp` minus its low three bits,
-/// and `"claimed"`, `"committed"`, `"padding"`, `"abandoned"`, `"skipped"`, `"batched"`,
-/// or `"none"` (0 and 6 are not states). A stamp belongs to the record at a position
-/// only if the positions are equal; anything else is stale.
-pub fn decode_stamp(stamp: u64) -> (u64, &'static str) {
+/// The key a file's stamps are XORed with, from the file's first bytes: the
+/// `stamp_key` field if `flags` has bit 1 set, else 0; `None` if `header` is too short
+/// to say (the flag unreadable, or set with the key cut off). Neither checksum is
+/// checked, so that a damaged file can still be shown; `mmring verify` checks them.
+pub fn stamp_key(header: &[u8]) -> Option<u64> {
+    let value = |offset| header_field(offset).and_then(|f| f.value(header));
+    if value(FLAGS_OFFSET)? & u64::from(FLAG_STAMP_KEY) != 0 {
+        value(STAMP_KEY_OFFSET)
+    } else {
+        Some(0)
+    }
+}
+
+/// The position and state name encoded in a stamp of a file whose stamp key is `key`
+/// (see [`stamp_key`]): `stamp` XOR `key` minus its low three bits, and `"claimed"`,
+/// `"committed"`, `"padding"`, `"abandoned"`, `"skipped"`, `"batched"`, or `"none"` (0
+/// and 6 are not states). A stamp belongs to the record at a position only if the
+/// positions are equal; anything else is stale.
+pub fn decode_stamp(stamp: u64, key: u64) -> (u64, &'static str) {
+    let stamp = stamp ^ key;
     let name = match stamp & STATE_MASK {
         STATE_CLAIMED => "claimed",
         STATE_COMMITTED => "committed",
@@ -211,7 +235,24 @@ mod tests {
         assert_eq!(record_field(48).unwrap().value(&bytes[..50]), None);
         assert_eq!(decode_claim(7 << 32 | 100), (100, 7, 0));
         assert_eq!(decode_claim((5 << 22 | 7) << 32 | 100), (100, 7, 5));
-        assert_eq!(decode_stamp(8 | 6), (8, "none"));
-        assert_eq!(decode_stamp(8 | 7), (8, "batched"));
+        assert_eq!(decode_stamp(8 | 6, 0), (8, "none"));
+        assert_eq!(decode_stamp(8 | 7, 0), (8, "batched"));
+        assert_eq!(decode_stamp(8 | 7, 64), (72, "batched"));
+    }
+
+    #[test]
+    fn the_stamp_key_is_read_only_where_the_flag_says_so() {
+        let mut header = crate::format::Header::new(8192, 0, crate::format::Policy::Reject, 1, 0);
+        assert_eq!(stamp_key(&header.to_bytes()), Some(0));
+        assert_eq!(stamp_key(&header.to_bytes()[..FLAGS_OFFSET + 4]), Some(0));
+        assert_eq!(stamp_key(&header.to_bytes()[..FLAGS_OFFSET]), None);
+        header.stamp_key = Some(crate::format::StampKey::from_random(u64::MAX));
+        let bytes = header.to_bytes();
+        assert_eq!(stamp_key(&bytes), Some(crate::format::STAMP_KEY_MASK));
+        assert_eq!(
+            stamp_key(&bytes[..STAMP_KEY_OFFSET + 7]),
+            None,
+            "key cut short"
+        );
     }
 }

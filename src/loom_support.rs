@@ -57,6 +57,8 @@ impl LoomRing {
         let file_len = HEADER_LEN as u64 + region_len;
         let mut header = Header::new(file_len, 0, policy, abandon_ms, 0);
         header.batch_runs = batch_runs;
+        // Keyed, as every file mmring creates: any key with bits in every byte.
+        header.stamp_key = Some(crate::format::StampKey::from_random(0x6C0B_9E37_79B9_7F4A));
         let region = HeapRegion::new(file_len as usize);
         region.write(0, &header.to_bytes());
         let params = Params::from_header(&header);

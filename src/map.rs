@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
 
-use crate::format::{self, Header, HeaderError, STATIC_HEADER_LEN};
+use crate::format::{self, FIXED_HEADER_LEN, Header, HeaderError};
 use crate::region::{self, Region};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::{Error, Result};
@@ -205,7 +205,7 @@ pub(crate) fn open_as(path: &Path, access: Access) -> Result<(MmapRegion, Header
         });
     }
     let actual_len = meta.len();
-    let mut bytes = [0u8; STATIC_HEADER_LEN];
+    let mut bytes = [0u8; FIXED_HEADER_LEN];
     let got = read_prefix(&file, &mut bytes).map_err(|e| Error::io(path, "read header", e))?;
     let header = Header::from_bytes(&bytes[..got], actual_len).map_err(|e| match e {
         HeaderError::NotARing(reason) => Error::NotARing {

@@ -66,6 +66,7 @@ pub struct Options {
     mode: u32,
     abandon_timeout: Duration,
     batch_runs: bool,
+    stamp_key: bool,
 }
 
 impl Default for Options {
@@ -85,7 +86,7 @@ pub(crate) fn ttl_secs(ttl: Duration) -> Result<u32> {
 
 impl Options {
     /// Defaults: 1 MiB file, no TTL, [`OnFull::Overwrite`], mode 0600, a 2 s abandon
-    /// timeout, batch runs.
+    /// timeout, batch runs, a stamp key.
     pub fn new() -> Options {
         Options {
             size: 1 << 20,
@@ -94,6 +95,7 @@ impl Options {
             mode: 0o600,
             abandon_timeout: Duration::from_secs(2),
             batch_runs: true,
+            stamp_key: true,
         }
     }
 
@@ -136,14 +138,30 @@ impl Options {
     /// twice as fast on the benchmark host (docs/BENCHMARKS.md). The file then says so
     /// in its header, and mmring 0.2 and earlier refuse to open it (`Error::Corrupt`
     /// at offset 44). Turn it off only to create a ring that processes running those
-    /// versions must share; batches are then written as records of their own, as
+    /// versions must share (together with [`Options::stamp_key`]`(false)`, which
+    /// they can't read either); batches are then written as records of their own, as
     /// those versions write them. An existing ring keeps what it was created with.
     pub fn batch_runs(mut self, on: bool) -> Options {
         self.batch_runs = on;
         self
     }
 
-    fn header(&self) -> Result<Header> {
+    /// Whether the new file's record stamps are mixed with a random key (on by
+    /// default). Each record starts with a word that says whose record it is and in
+    /// what state; without a key, a payload built from the ring's positions could leave
+    /// a word that a later lap takes for such a stamp, and readers then skip entries
+    /// (docs/DESIGN.md, "Stale words that read as stamps"). With the key that takes
+    /// guessing 59 random bits. mmring 0.3.1 and earlier refuse a keyed file
+    /// (`Error::Corrupt` at offset 44); turn the key off only to create a ring that
+    /// processes running those versions must share (and for 0.2 and earlier, batch
+    /// runs too, see [`Options::batch_runs`]). An existing ring keeps what it was
+    /// created with.
+    pub fn stamp_key(mut self, on: bool) -> Options {
+        self.stamp_key = on;
+        self
+    }
+
+    fn header(&self, path: &Path) -> Result<Header> {
         format::region_len_for(self.size).map_err(|what| Error::InvalidArgument { what })?;
         let abandon_ms = u32::try_from(self.abandon_timeout.as_millis())
             .ok()
@@ -167,6 +185,11 @@ impl Options {
             created_ms,
         );
         header.batch_runs = self.batch_runs;
+        if self.stamp_key {
+            let random = getrandom::u64()
+                .map_err(|e| Error::io(path, "draw random bits for the stamp key", e.into()))?;
+            header.stamp_key = Some(format::StampKey::from_random(random));
+        }
         Ok(header)
     }
 
@@ -175,10 +198,11 @@ impl Options {
     /// # Errors
     /// [`Error::AlreadyExists`] if `path` exists, [`Error::InvalidArgument`] for an
     /// out-of-range option, [`Error::Io`] if the file can't be created or
-    /// preallocated (a full disk fails here, not later).
+    /// preallocated (a full disk fails here, not later), or if the system's random
+    /// source refuses the bits of the stamp key (see [`Options::stamp_key`]).
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Ring> {
         let path = path.as_ref();
-        let header = self.header()?;
+        let header = self.header(path)?;
         let region = map::create(path, &header, self.mode)?;
         Ring::from_region(region, &header, path)
     }

@@ -212,8 +212,9 @@ fn load_part(cell: &AtomicU64, from: usize, dst: &mut [u8]) {
 
 /// Stores `bytes` at byte `from` of the word `cell`, where a payload ends: the bytes
 /// before `from` are kept (as in [`merge_part`]), the ones after `bytes` set to `0xFF`.
-/// The word's top byte is then `0xFF` unless `bytes` reaches it, so the word is
-/// above every position (below 2^62) and can't read as a stamp.
+/// The word's top byte is then `0xFF` unless `bytes` reaches it, so the word, with
+/// the stamp key taken off (which leaves bits 62 and 63 alone), names a position of
+/// 2^62 or more, above every position, and can't read as a stamp.
 fn store_end(cell: &AtomicU64, from: usize, bytes: &[u8]) {
     debug_assert!(from + bytes.len() <= 8);
     let mut word = if from == 0 {

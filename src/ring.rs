@@ -83,6 +83,8 @@ pub(crate) struct Params {
     pub abandon_ms: u32,
     /// Batches are written as runs, one claim and one commit each (DESIGN: Batches).
     pub batch_runs: bool,
+    /// What every stamp is XORed with (FORMAT: Stamps and states).
+    pub key: format::StampKey,
 }
 
 impl Params {
@@ -94,6 +96,7 @@ impl Params {
             default_ttl_secs: header.default_ttl_secs,
             abandon_ms: header.abandon_ms,
             batch_runs: header.batch_runs,
+            key: header.key(),
         }
     }
 }
@@ -528,7 +531,7 @@ impl<R: Region> RawRing<R> {
             false,
         );
         let mut at = pos + format::record_len(first.len() as u32);
-        let claimed = format::stamp(pos, STATE_CLAIMED);
+        let claimed = self.params.key.stamp(pos, STATE_CLAIMED);
         for data in &run[1..] {
             #[cfg(test)]
             tests::run_hook("run-before-record");
@@ -546,7 +549,7 @@ impl<R: Region> RawRing<R> {
             // the record whichever way it came here (the run's commit below is what
             // makes it deliverable: DESIGN: Batches).
             self.word(off)
-                .store(format::stamp(at, STATE_BATCHED), Ordering::Release);
+                .store(self.params.key.stamp(at, STATE_BATCHED), Ordering::Release);
             at += format::record_len(data.len() as u32);
         }
         debug_assert_eq!(at, end);
@@ -721,8 +724,8 @@ impl<R: Region> RawRing<R> {
         // Acquires COMMITTED(pos).
         self.word(off)
             .compare_exchange(
-                format::stamp(pos, STATE_CLAIMED),
-                format::stamp(pos, STATE_COMMITTED),
+                self.params.key.stamp(pos, STATE_CLAIMED),
+                self.params.key.stamp(pos, STATE_COMMITTED),
                 Ordering::Release,
                 // Acquire on failure: a retry reserved after a reader's ABANDONED mark
                 // happens after that reader's read of write_pos (`chain_limit`).
@@ -757,8 +760,8 @@ impl<R: Region> RawRing<R> {
             if self
                 .stamp_at(pos)
                 .compare_exchange(
-                    format::stamp(pos, STATE_CLAIMED),
-                    format::stamp(pos, STATE_ABANDONED),
+                    self.params.key.stamp(pos, STATE_CLAIMED),
+                    self.params.key.stamp(pos, STATE_ABANDONED),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -826,7 +829,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         let stamp = self.word(off);
         let stale = stamp.load(Ordering::Relaxed);
-        if format::stamp_state(stale, pos).is_some() {
+        if self.params.key.state(stale, pos).is_some() {
             // Only a reader skipping our reservation writes a stamp for `pos` before we
             // do (SKIPPED), or a program forging the file, or a header or payload word
             // of an earlier lap equals one by chance: the range is not ours to use. We
@@ -853,7 +856,7 @@ impl<R: Region> RawRing<R> {
             self.word(off + REC_CLAIM_OFFSET)
                 .store(word, Ordering::Relaxed);
         }
-        let claimed = format::stamp(pos, state);
+        let claimed = self.params.key.stamp(pos, state);
         let mut replaced = stale;
         loop {
             // SYNC(claim): Release publishes the claim word stored just before, for a
@@ -863,7 +866,7 @@ impl<R: Region> RawRing<R> {
                 // The Relaxed load above may have returned an older value than the
                 // word holds: only a stamp for `pos` (a reader's poison; a leftover word
                 // does not change) means we lost.
-                Err(actual) if format::stamp_state(actual, pos).is_some() => return false,
+                Err(actual) if self.params.key.state(actual, pos).is_some() => return false,
                 Err(actual) => replaced = actual,
             }
         }
@@ -987,7 +990,7 @@ impl<R: Region> RawRing<R> {
     /// policy is to overwrite.
     fn make_room(&self, read: u64) -> Result<Head> {
         let stamp = self.stamp_at(read).load(Ordering::Acquire);
-        match format::stamp_state(stamp, read) {
+        match self.params.key.state(stamp, read) {
             state if self.readable(state) => {
                 match self.read_meta(read) {
                     Ok(meta) => {
@@ -1204,7 +1207,7 @@ impl<R: Region> RawRing<R> {
             let off = self.read_off(read);
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.word(off).load(Ordering::Acquire);
-            if !self.readable(format::stamp_state(stamp, read)) {
+            if !self.readable(self.params.key.state(stamp, read)) {
                 match self.unblock_head(read, stamp)? {
                     Head::Moved => continue,
                     Head::Damaged(e) => return Err(e),
@@ -1274,7 +1277,7 @@ impl<R: Region> RawRing<R> {
         debug_assert_eq!(off, self.rec_off(pos));
         // SYNC(commit): as for the head.
         let stamp = self.word(off).load(Ordering::Acquire);
-        if !self.readable(format::stamp_state(stamp, pos)) {
+        if !self.readable(self.params.key.state(stamp, pos)) {
             return None;
         }
         let meta = self.read_meta_at(pos, off).ok()?;
@@ -1300,7 +1303,7 @@ impl<R: Region> RawRing<R> {
             return Some(next);
         }
         let stamp = self.word(off).load(Ordering::Acquire);
-        if format::stamp_state(stamp, pos) == Some(STATE_PADDING)
+        if self.params.key.state(stamp, pos) == Some(STATE_PADDING)
             && self.padding_plausible(pos) == Some(true)
         {
             return self.committed_at(self.lap_end(pos), HEADER_LEN);
@@ -1369,11 +1372,11 @@ impl<R: Region> RawRing<R> {
             && claimed <= self.max_data
             && self.fits_in_lap(pos, run_end - pos)
             && self.within_written(run_end)
-            && self.word(off).load(Ordering::Acquire) != format::stamp(pos, STATE_BATCHED)
+            && self.word(off).load(Ordering::Acquire) != self.params.key.stamp(pos, STATE_BATCHED)
             && self
                 .word(off + (next - pos) as usize)
                 .load(Ordering::Acquire)
-                == format::stamp(next, STATE_BATCHED)
+                == self.params.key.stamp(next, STATE_BATCHED)
     }
 
     /// Whether `data_len`, the length in the claim word of the abandoned or claimed
@@ -1385,7 +1388,10 @@ impl<R: Region> RawRing<R> {
         let end = pos + format::record_len(data_len);
         data_len <= self.max_data
             && self.fits_in_lap(pos, end - pos)
-            && format::stamp_state(self.stamp_at(end).load(Ordering::Acquire), end)
+            && self
+                .params
+                .key
+                .state(self.stamp_at(end).load(Ordering::Acquire), end)
                 != Some(STATE_BATCHED)
     }
 
@@ -1424,7 +1430,7 @@ impl<R: Region> RawRing<R> {
         if self.write_pos().load(Ordering::Acquire) <= read {
             return Ok(Head::Empty);
         }
-        match format::stamp_state(stamp, read) {
+        match self.params.key.state(stamp, read) {
             Some(STATE_PADDING) => match self.padding_plausible(read) {
                 Some(true) => {
                     self.advance_read(read, self.lap_end(read), false);
@@ -1464,7 +1470,7 @@ impl<R: Region> RawRing<R> {
                         return Ok(Head::Stuck);
                     }
                 }
-                if format::stamp_state(stamp, read) == Some(STATE_CLAIMED) {
+                if self.params.key.state(stamp, read) == Some(STATE_CLAIMED) {
                     // Read before the CAS: the producer reserves its retry only after
                     // its commit fails on our mark (Acquire), so this value is below
                     // the retry's position and the chain can never reach the retry.
@@ -1478,7 +1484,7 @@ impl<R: Region> RawRing<R> {
                         .stamp_at(read)
                         .compare_exchange(
                             stamp,
-                            format::stamp(read, STATE_ABANDONED),
+                            self.params.key.stamp(read, STATE_ABANDONED),
                             Ordering::AcqRel,
                             Ordering::Acquire,
                         )
@@ -1509,7 +1515,7 @@ impl<R: Region> RawRing<R> {
     /// abandonment). The producer's own retry is never taken for the rest of its
     /// batch: it lies at or beyond `chain_limit`.
     fn follows_abandoned(&self, read: u64, stamp: u64) -> bool {
-        format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
+        self.params.key.state(stamp, read) == Some(STATE_CLAIMED)
             && self.stall.chain_pos.load(Ordering::Acquire) == read + 1
             && read < self.stall.chain_limit.load(Ordering::Relaxed)
             && self
@@ -1545,7 +1551,7 @@ impl<R: Region> RawRing<R> {
     /// most once per `PROBE_AFTER_MS` per handle (a system call, never on the hot
     /// path). See `process::writer_gone` for when the answer is trusted.
     fn writer_gone(&self, read: u64, stamp: u64, stuck_ms: u64) -> bool {
-        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {
+        if stuck_ms < PROBE_AFTER_MS || self.params.key.state(stamp, read) != Some(STATE_CLAIMED) {
             return false;
         }
         // Races between this handle's threads only add or save a question.
@@ -1578,7 +1584,7 @@ impl<R: Region> RawRing<R> {
         }
         // SYNC(claim): Acquire on the stamp makes the claim word visible.
         let next = self.stamp_at(end).load(Ordering::Acquire);
-        match format::stamp_state(next, end) {
+        match self.params.key.state(next, end) {
             Some(STATE_CLAIMED | STATE_COMMITTED | STATE_ABANDONED) => {
                 let data_len = self.claimed_len(end)?;
                 Some(format::record_len(data_len) > pad)
@@ -1652,7 +1658,7 @@ impl<R: Region> RawRing<R> {
             return Ok(false);
         }
         let head = self.stamp_at(read);
-        let skipped = format::stamp(read, STATE_SKIPPED);
+        let skipped = self.params.key.stamp(read, STATE_SKIPPED);
         let marked = stamp != skipped;
         if marked
             && head
@@ -1675,7 +1681,7 @@ impl<R: Region> RawRing<R> {
         while pos < write {
             let word = self.stamp_at(pos);
             let value = word.load(Ordering::Acquire);
-            match format::stamp_state(value, pos) {
+            match self.params.key.state(value, pos) {
                 Some(state) if format::starts_record(state) => break,
                 Some(STATE_SKIPPED) => pos += RECORD_ALIGN,
                 _ => {
@@ -1688,7 +1694,7 @@ impl<R: Region> RawRing<R> {
                     if word
                         .compare_exchange(
                             value,
-                            format::stamp(pos, STATE_SKIPPED),
+                            self.params.key.stamp(pos, STATE_SKIPPED),
                             Ordering::AcqRel,
                             Ordering::Acquire,
                         )
@@ -1711,7 +1717,11 @@ impl<R: Region> RawRing<R> {
     fn end_of_skipped(&self, pos: u64, end: u64) -> Option<u64> {
         let mut at = pos + RECORD_ALIGN;
         while at < end {
-            match format::stamp_state(self.stamp_at(at).load(Ordering::Acquire), at) {
+            match self
+                .params
+                .key
+                .state(self.stamp_at(at).load(Ordering::Acquire), at)
+            {
                 Some(STATE_SKIPPED) => at += RECORD_ALIGN,
                 Some(state) if format::starts_record(state) => return Some(at),
                 _ => return None,
@@ -1732,7 +1742,12 @@ impl<R: Region> RawRing<R> {
         let mut pos = from.next_multiple_of(RECORD_ALIGN);
         while pos < end {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
-            if format::stamp_state(stamp, pos).is_some_and(format::starts_record) {
+            if self
+                .params
+                .key
+                .state(stamp, pos)
+                .is_some_and(format::starts_record)
+            {
                 return pos;
             }
             pos += RECORD_ALIGN;
@@ -1760,7 +1775,7 @@ impl<R: Region> RawRing<R> {
             }
             // SYNC(commit): Acquire pairs with the producer's Release of COMMITTED.
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
-            match format::stamp_state(stamp, pos) {
+            match self.params.key.state(stamp, pos) {
                 state if self.readable(state) => {}
                 Some(STATE_PADDING) => match self.padding_plausible(pos) {
                     Some(true) => {
@@ -1961,7 +1976,7 @@ fn drop_expired(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Header;
+    use crate::format::{Header, TEST_STAMP_KEY};
     use crate::region::HeapRegion;
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64 as StdU64;
@@ -2011,7 +2026,12 @@ mod tests {
     }
 
     fn ring(region_len: u64, policy: Policy) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
-        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), true)
+        ring_with_futex(
+            region_len,
+            policy,
+            Box::new(crate::wait::YieldFutex),
+            |_| {},
+        )
     }
 
     /// A ring of a file without `FLAG_BATCH_RUNS`: batches are records of their own.
@@ -2019,18 +2039,31 @@ mod tests {
         region_len: u64,
         policy: Policy,
     ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
-        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), false)
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), |h| {
+            h.batch_runs = false;
+        })
+    }
+
+    /// A ring of a file without `FLAG_STAMP_KEY`: stamps are `position | state`.
+    fn unkeyed_ring(
+        region_len: u64,
+        policy: Policy,
+    ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
+        ring_with_futex(region_len, policy, Box::new(crate::wait::YieldFutex), |h| {
+            h.stamp_key = None;
+        })
     }
 
     fn ring_with_futex(
         region_len: u64,
         policy: Policy,
         futex: Box<dyn Futex>,
-        batch_runs: bool,
+        shape: impl FnOnce(&mut Header),
     ) -> (RawRing<HeapRegion>, Arc<StdU64>, Arc<StdU64>) {
         let file_len = HEADER_LEN as u64 + region_len;
         let mut header = Header::new(file_len, 0, policy, 100, 0);
-        header.batch_runs = batch_runs;
+        header.stamp_key = Some(TEST_STAMP_KEY);
+        shape(&mut header);
         let region = HeapRegion::new(file_len as usize);
         region.write(0, &header.to_bytes());
         let clock = TestClock::default();
@@ -2116,7 +2149,7 @@ mod tests {
         let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let futex = Box::new(crate::wait::CountingFutex(wakes.clone()));
         // Block mode: pops notify too (producers may wait for room).
-        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex, true);
+        let (ring, ..) = ring_with_futex(4096, Policy::Block, futex, |_| {});
         let wake_calls = || wakes.load(std::sync::atomic::Ordering::Relaxed);
         for i in 0..200u32 {
             ring.push(&i.to_le_bytes(), 0).unwrap();
@@ -2345,7 +2378,7 @@ mod tests {
         let (ring, ..) = ring(4096, Policy::Reject);
         for state in [STATE_PADDING, STATE_ABANDONED, STATE_SKIPPED, STATE_CLAIMED] {
             ring.stamp_at(0)
-                .store(format::stamp(0, state), Ordering::Relaxed);
+                .store(TEST_STAMP_KEY.stamp(0, state), Ordering::Relaxed);
             assert_eq!(pop(&ring), None, "state {state}");
         }
         let meta = RecordMeta {
@@ -2361,7 +2394,7 @@ mod tests {
             .write(off, &meta.to_bytes(0, format::claim(1, 1)));
         ring.region.write(off + REC_HEADER_LEN, b"x");
         ring.stamp_at(0)
-            .store(format::stamp(0, STATE_COMMITTED), Ordering::Relaxed);
+            .store(TEST_STAMP_KEY.stamp(0, STATE_COMMITTED), Ordering::Relaxed);
         assert_eq!(pop(&ring), None);
         assert_eq!(
             pop(&ring),
@@ -2494,9 +2527,11 @@ mod tests {
     /// lap put there: its producer took the word for a reader's mark and reserved
     /// again, and pop reported the unclaimed range as a damaged record. Built here
     /// byte for byte, with every position fixed: a record at 1000 in lap 0 (stamp
-    /// 1002 = 0x3ea), a short payload in lap 1 ending two bytes into that word with
-    /// the bytes 0xea 0x23, and a record at 2 * 4096 + 1000 = 9192 (stamp 9194 =
-    /// 0x23ea). `region::tests` checks the fill of long payloads at every length.
+    /// 1002 = 0x3ea, keyed), a short payload in lap 1 ending two bytes into that word
+    /// with the two low bytes of the stamp of 9192, and a record at 2 * 4096 + 1000 =
+    /// 9192 (stamp 9194 = 0x23ea, keyed): stamps at one offset in different laps share
+    /// the key's upper bytes, so the key alone does not stop this; the fill does.
+    /// `region::tests` checks the fill of long payloads at every length.
     #[test]
     fn a_payload_end_never_leaves_a_word_that_reads_as_a_later_stamp() {
         let (ring, ..) = ring(4096, Policy::Reject);
@@ -2515,7 +2550,8 @@ mod tests {
         // 5096, the one the stamp of 1000 was in.
         push_pop(&[4; 824], 4096);
         let mut tail_over_stamp = vec![4; 66];
-        tail_over_stamp[64..].copy_from_slice(&[0xea, 0x23]);
+        let later = TEST_STAMP_KEY.stamp(9192, STATE_COMMITTED);
+        tail_over_stamp[64..].copy_from_slice(&later.to_le_bytes()[..2]);
         push_pop(&tail_over_stamp, 4976);
         push_pop(&[5; 1992], 5104);
         push_pop(&[6; 984], 7152);
@@ -2523,7 +2559,7 @@ mod tests {
         push_pop(&[7; 944], 8192);
         let word = ring.stamp_at(9192).load(Ordering::Relaxed);
         assert_eq!(
-            format::stamp_state(word, 9192),
+            TEST_STAMP_KEY.state(word, 9192),
             None,
             "{word:#x} reads as a stamp"
         );
@@ -2563,7 +2599,7 @@ mod tests {
                 let tail = len % 8;
                 if tail != 0 {
                     let word_pos = pos + REC_HEADER_LEN as u64 + (len - tail) as u64;
-                    let forged = format::stamp(word_pos + REGION, STATE_COMMITTED);
+                    let forged = TEST_STAMP_KEY.stamp(word_pos + REGION, STATE_COMMITTED);
                     data[len - tail..].copy_from_slice(&forged.to_le_bytes()[..tail]);
                 }
                 proptest::prop_assert_eq!(ring.push(&data, 0).unwrap(), pos);
@@ -2582,6 +2618,74 @@ mod tests {
         }
     }
 
+    /// Pushes entries whose every payload word is the unkeyed stamp (`position |
+    /// state`) that the next lap would give a record starting at that word, the
+    /// payload a user who knows the layout but not the file's key can build, over
+    /// several laps of an overwriting ring, cycling through `states`. Returns the
+    /// counters.
+    fn push_payloads_forging_unkeyed_stamps(
+        ring: &RawRing<HeapRegion>,
+        states: &[u64],
+    ) -> Counters {
+        const REGION: u64 = 4096;
+        const PUSHES: u64 = 600;
+        for i in 0..PUSHES {
+            let len = 8 * (1 + (i * 7 % 23)) as usize;
+            let write = ring.write_pos().load(Ordering::Relaxed);
+            let rec_len = format::record_len(len as u32);
+            let pos = if write % REGION + rec_len > REGION {
+                write.next_multiple_of(REGION)
+            } else {
+                write
+            };
+            let data: Vec<u8> = (0..len / 8)
+                .flat_map(|w| {
+                    let word_pos = pos + REC_HEADER_LEN as u64 + 8 * w as u64;
+                    let state = states[(i as usize + w) % states.len()];
+                    ((word_pos + REGION) | state).to_le_bytes()
+                })
+                .collect();
+            ring.push(&data, 0).unwrap();
+            if i % 5 == 0 {
+                let _ = drain_reporting(ring, 1);
+            }
+        }
+        drain_reporting(ring, usize::MAX);
+        ring.counters()
+    }
+
+    /// With the stamp key, a payload built from the ring's positions can't forge a
+    /// stamp (DESIGN: Stale words that read as stamps): every push reserves once and
+    /// every entry leaves the ring popped or evicted, none reported or skipped.
+    /// Without the key (files made before it) the same payloads cost claims and
+    /// readers report forged records, which is what the key is for.
+    #[test]
+    fn payloads_built_from_positions_forge_no_stamp_in_a_keyed_ring() {
+        let (ring, ..) = ring(4096, Policy::Overwrite);
+        let every_state = [
+            STATE_COMMITTED,
+            STATE_PADDING,
+            STATE_SKIPPED,
+            STATE_CLAIMED,
+            STATE_BATCHED,
+            STATE_ABANDONED,
+        ];
+        let c = push_payloads_forging_unkeyed_stamps(&ring, &every_state);
+        assert_eq!(
+            (c.pushed, c.popped + c.evicted, c.corrupt, c.abandoned),
+            (600, 600, 0, 0),
+            "{c:?}"
+        );
+
+        // Only `COMMITTED` here: forged records are reported and skipped, where forged
+        // `CLAIMED` or `PADDING` would make readers wait or step over entries.
+        let (ring, ..) = unkeyed_ring(4096, Policy::Overwrite);
+        let c = push_payloads_forging_unkeyed_stamps(&ring, &[STATE_COMMITTED]);
+        assert!(c.pushed > 600, "no claim failed without the key: {c:?}");
+        assert!(c.corrupt > 0, "{c:?}");
+        assert_eq!(c.popped + c.evicted, 600, "{c:?}");
+    }
+
     /// A word an earlier lap left at a reserved position that reads as a stamp for it
     /// (a payload can hold any 8 bytes) makes the producer give the range up and push
     /// again, never claim over it (DESIGN: Stale words that read as stamps): every
@@ -2593,7 +2697,7 @@ mod tests {
             assert_eq!(ring.push(b"first", 0).unwrap(), 0);
             let next = ring.write_pos().load(Ordering::Relaxed);
             ring.stamp_at(next)
-                .store(format::stamp(next, state), Ordering::Relaxed);
+                .store(TEST_STAMP_KEY.stamp(next, state), Ordering::Relaxed);
             let id = ring.push(b"second", 0).unwrap();
             assert!(id > next, "{state}: pushed again after the word, at {id}");
             let (delivered, reported) = drain_reporting(&ring, 8);
@@ -2641,8 +2745,10 @@ mod tests {
         let (ring, ..) = ring(4096, Policy::Reject);
         ring.read_pos().store(4088, Ordering::Relaxed);
         ring.write_pos().store(4096 + 64, Ordering::Relaxed);
-        ring.stamp_at(4088)
-            .store(format::stamp(4088, STATE_ABANDONED), Ordering::Relaxed);
+        ring.stamp_at(4088).store(
+            TEST_STAMP_KEY.stamp(4088, STATE_ABANDONED),
+            Ordering::Relaxed,
+        );
         let mut buf = Vec::new();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.pop_into(&mut buf)));
         assert!(r.is_ok(), "pop panicked on a hostile stamp");
@@ -2654,10 +2760,12 @@ mod tests {
     fn skip_over_payload_that_looks_like_a_later_stamp_terminates() {
         let (ring, ..) = ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
-        // Payload word at absolute position 56 holds (56 + 4096) | COMMITTED: any
-        // u64 congruent to its offset mod region_len and larger than it.
+        // Payload word at absolute position 56 holds the stamp COMMITTED(56 + 4096):
+        // any stamp of a position congruent to its offset mod region_len and larger
+        // than it (a payload that knows the key).
         let mut payload = vec![0u8; 64];
-        payload[..8].copy_from_slice(&((56u64 + 4096) | STATE_COMMITTED).to_le_bytes());
+        let forged = TEST_STAMP_KEY.stamp(56 + 4096, STATE_COMMITTED);
+        payload[..8].copy_from_slice(&forged.to_le_bytes());
         let a = ring.push(&payload, 0).unwrap();
         let b = ring.push(b"next", 0).unwrap();
         // Damage A's header (a bit in the TTL field).
@@ -2679,10 +2787,11 @@ mod tests {
     fn skip_of_dead_reservation_over_stale_user_data_terminates() {
         let (ring, _, mono) = ring(4096, Policy::Reject);
         let ring = Arc::new(ring);
-        // Lap 0: a record at 0 whose payload word at position 56 is the u64 8248|2
-        // (8248 = 56 + 2 * 4096): ordinary user data.
+        // Lap 0: a record at 0 whose payload word at position 56 is the stamp
+        // COMMITTED(8248) (8248 = 56 + 2 * 4096): user data that knows the key.
         let mut payload = vec![0u8; 1000];
-        payload[..8].copy_from_slice(&(8248u64 | 2).to_le_bytes());
+        let forged = TEST_STAMP_KEY.stamp(8248, STATE_COMMITTED);
+        payload[..8].copy_from_slice(&forged.to_le_bytes());
         ring.push(&payload, 0).unwrap();
         assert!(pop(&ring).is_some());
         // Move exactly to the start of lap 1 with ordinary traffic.
@@ -2730,7 +2839,7 @@ mod tests {
         // is not COMMITTED(read), hands it to unblock_head.
         let stamp = ring.stamp_at(stale_read).load(Ordering::Acquire);
         assert_ne!(
-            format::stamp_state(stamp, stale_read),
+            TEST_STAMP_KEY.state(stamp, stale_read),
             Some(STATE_COMMITTED)
         );
         let _ = ring.unblock_head(stale_read, stamp);
@@ -2788,8 +2897,8 @@ mod tests {
             push_ok = ring
                 .stamp_at(pos)
                 .compare_exchange(
-                    format::stamp(pos, STATE_CLAIMED),
-                    format::stamp(pos, STATE_COMMITTED),
+                    TEST_STAMP_KEY.stamp(pos, STATE_CLAIMED),
+                    TEST_STAMP_KEY.stamp(pos, STATE_COMMITTED),
                     Ordering::Release,
                     Ordering::Relaxed,
                 )
@@ -2851,7 +2960,7 @@ mod tests {
         assert!(!claimed, "claimed a word that belongs to a later lap");
         let victim = victim.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
-            format::stamp_state(ring.stamp_at(victim).load(Ordering::Relaxed), victim),
+            TEST_STAMP_KEY.state(ring.stamp_at(victim).load(Ordering::Relaxed), victim),
             Some(STATE_COMMITTED),
             "the later lap's stamp is back"
         );
@@ -3069,7 +3178,7 @@ mod tests {
             at_point("batch-before-commit", move || {
                 let second = format::record_len(3);
                 assert_eq!(
-                    format::stamp_state(ring.stamp_at(second).load(Ordering::Relaxed), second),
+                    TEST_STAMP_KEY.state(ring.stamp_at(second).load(Ordering::Relaxed), second),
                     Some(STATE_BATCHED)
                 );
                 assert_eq!(pop(&ring), None);
@@ -3104,7 +3213,10 @@ mod tests {
         let word = |off: usize| ring.word(HEADER_LEN + off).load(Ordering::Relaxed);
         let words: Vec<(u64, u32)> = [0, 64, 128]
             .iter()
-            .map(|&at| (word(at), format::claim_data_len(word(at + 8))))
+            .map(|&at| {
+                let stamp = word(at) ^ TEST_STAMP_KEY.bits();
+                (stamp, format::claim_data_len(word(at + 8)))
+            })
             .collect();
         assert_eq!(words, [(2, 136), (71, 2), (135, 3)]);
     }
@@ -3163,14 +3275,17 @@ mod tests {
         };
         // What a walk may see: the skip's mark at the head, stale words after it, the
         // run's first stamp not yet claimed, and the run's later records.
-        stamp(dead).store(format::stamp(dead, STATE_SKIPPED), Ordering::Relaxed);
+        stamp(dead).store(TEST_STAMP_KEY.stamp(dead, STATE_SKIPPED), Ordering::Relaxed);
         stamp(first).store(0, Ordering::Relaxed);
         assert_eq!(peeked(&ring), [0u64; 0], "nothing past an unfinished skip");
         // The skip finished, the run committed: everything.
         for at in (dead..first).step_by(8) {
-            stamp(at).store(format::stamp(at, STATE_SKIPPED), Ordering::Relaxed);
+            stamp(at).store(TEST_STAMP_KEY.stamp(at, STATE_SKIPPED), Ordering::Relaxed);
         }
-        stamp(first).store(format::stamp(first, STATE_COMMITTED), Ordering::Relaxed);
+        stamp(first).store(
+            TEST_STAMP_KEY.stamp(first, STATE_COMMITTED),
+            Ordering::Relaxed,
+        );
         assert_eq!(peeked(&ring), [first, first + 64, first + 128, after]);
     }
 
@@ -3185,7 +3300,7 @@ mod tests {
         {
             let ring = ring.clone();
             at_point("batch-before-commit", move || {
-                ring.stamp_at(0).store(0, Ordering::Relaxed); // CLAIMED(0): one bit off
+                ring.stamp_at(0).store(0, Ordering::Relaxed); // CLAIMED(0) lost: stale
                 readers_give_up(&ring, &mono, &["skips the run, delivering nothing"]);
                 let c = ring.counters();
                 assert_eq!((c.read_pos, c.abandoned), (c.write_pos, 1), "{c:?}");
@@ -3215,7 +3330,7 @@ mod tests {
         for at in [64, 128] {
             let word = ring.stamp_at(at).load(Ordering::Relaxed);
             assert_eq!(
-                format::stamp_state(word, at),
+                TEST_STAMP_KEY.state(word, at),
                 None,
                 "record at {at} written"
             );
@@ -3359,7 +3474,7 @@ mod tests {
         // Reader A: skip_unknown's head CAS succeeded and counted, then A died in the
         // walk (crash point "skip-mid-scan").
         ring.stamp_at(0)
-            .store(format::stamp(0, STATE_SKIPPED), Ordering::Relaxed);
+            .store(TEST_STAMP_KEY.stamp(0, STATE_SKIPPED), Ordering::Relaxed);
         ring.count(ABANDONED_OFFSET);
         assert_eq!(pop(&ring), Some((after, b"after".to_vec())));
         ring.push(b"one", 0).unwrap();

@@ -95,6 +95,52 @@ fn created_file_has_mode_0600_by_default() {
     assert_eq!(mode & 0o777, 0o600, "a usual umask leaves 0600 as it is");
 }
 
+/// Every new file gets a stamp key of its own (FORMAT.md, "File header: stamp key"),
+/// and its stamps are keyed; `stamp_key(false)` makes a file whose stamps are
+/// `position | state`, as older versions write them. Both work the same.
+#[test]
+fn new_files_get_a_random_stamp_key_unless_asked_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_stamp = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let stamp = u64::from_le_bytes(bytes[HEADER_LEN as usize..][..8].try_into().unwrap());
+        (
+            mmring::layout::stamp_key(&bytes).expect("the first 76 bytes of a ring file"),
+            stamp,
+        )
+    };
+    let mut keys = Vec::new();
+    for name in ["a", "b", "c"] {
+        let path = dir.path().join(name);
+        let ring = Options::new().size(8192).create(&path).unwrap();
+        ring.push(b"entry").unwrap();
+        let (key, stamp) = first_stamp(&path);
+        assert_ne!(key, 0, "{name}: no key");
+        assert_eq!(key & !0x3FFF_FFFF_FFFF_FFF8, 0, "{name}: key {key:#x}");
+        assert_eq!(
+            stamp ^ key,
+            2,
+            "{name}: the stamp of a committed record at 0"
+        );
+        assert_eq!(ring.pop().unwrap().unwrap().data(), b"entry");
+        keys.push(key);
+    }
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "keys repeat: {keys:x?}");
+
+    let path = dir.path().join("unkeyed");
+    let ring = Options::new()
+        .size(8192)
+        .stamp_key(false)
+        .create(&path)
+        .unwrap();
+    ring.push(b"entry").unwrap();
+    assert_eq!(first_stamp(&path), (0, 2));
+    drop(ring);
+    let ring = Ring::open(&path).unwrap();
+    assert_eq!(ring.pop().unwrap().unwrap().data(), b"entry");
+}
+
 #[test]
 fn created_file_has_the_requested_mode_minus_the_umask() {
     let dir = tempfile::tempdir().unwrap();

@@ -156,23 +156,22 @@ fn batch_ids_are_the_ids_single_pushes_get() {
     assert!(batch.is_empty());
 }
 
-/// The state of the stamp of the record at `id`, read from the file.
+/// The state of the stamp of the record at `id`, read from the file (stamps are
+/// `(position | state) ^ key`, with the file's stamp key, 0 in files without one).
 fn stamp_state(ring: &Ring, id: u64) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut word = [0u8; 8];
-    std::fs::File::open(ring.path())
-        .unwrap()
-        .read_exact_at(&mut word, HEADER_LEN + id % ring.capacity_bytes())
-        .unwrap();
-    let stamp = u64::from_le_bytes(word);
+    let file = std::fs::read(ring.path()).unwrap();
+    let key = mmring::layout::stamp_key(&file).expect("the first 76 bytes of a ring file");
+    let at = (HEADER_LEN + id % ring.capacity_bytes()) as usize;
+    let stamp = u64::from_le_bytes(file[at..at + 8].try_into().unwrap()) ^ key;
     assert_eq!(stamp & !7, id, "a stamp for the record's own position");
     stamp & 7
 }
 
 /// A new file's batches are runs: the first record committed (state 2), the others
 /// stamped BATCHED (7). A file made before batch runs (`flags` 0, as older mmring
-/// versions write it) still opens, and its batches are records of their own, each
-/// committed, so that older processes sharing the file can read them.
+/// versions write it: no batch runs and no stamp key) still opens, and its batches
+/// are records of their own, each committed, so that older processes sharing the file
+/// can read them. So are a keyed file's without batch runs.
 #[test]
 fn batches_are_runs_except_in_files_made_before_batch_runs() {
     let entries_in: Vec<Vec<u8>> = (0..5).map(|i| payload(0, i)).collect();
@@ -186,13 +185,21 @@ fn batches_are_runs_except_in_files_made_before_batch_runs() {
         got.iter().map(|(id, _)| stamp_state(ring, *id)).collect()
     };
     let (dir, ring) = ring(16 << 10, OnFull::Reject);
+    assert_eq!(
+        std::fs::read(ring.path()).unwrap()[44..48],
+        [3, 0, 0, 0],
+        "new files have FLAG_BATCH_RUNS and FLAG_STAMP_KEY"
+    );
     assert_eq!(states(&ring), [2, 7, 7, 7, 7]);
 
+    // Older versions wrote no stamp key: made without one, the file differs from
+    // theirs only in FLAG_BATCH_RUNS.
     let path = dir.path().join("older.ring");
     drop(
         Options::new()
             .size(16 << 10)
             .on_full(OnFull::Reject)
+            .stamp_key(false)
             .create(&path)
             .unwrap(),
     );
@@ -202,7 +209,7 @@ fn batches_are_runs_except_in_files_made_before_batch_runs() {
     assert_eq!(
         header[44..48],
         [1, 0, 0, 0],
-        "new files have FLAG_BATCH_RUNS"
+        "new files without a stamp key have FLAG_BATCH_RUNS"
     );
     header[44..48].copy_from_slice(&[0; 4]);
     let crc = crc32c::crc32c(&header[..60]);
@@ -218,10 +225,26 @@ fn batches_are_runs_except_in_files_made_before_batch_runs() {
         .size(16 << 10)
         .on_full(OnFull::Reject)
         .batch_runs(false)
+        .stamp_key(false)
         .create(dir.path().join("shared.ring"))
         .unwrap();
     assert_eq!(std::fs::read(shared.path()).unwrap()[44..48], [0; 4]);
     assert_eq!(states(&shared), [2, 2, 2, 2, 2]);
+
+    // Without batch runs but keyed: records of their own, under the key.
+    let keyed = Options::new()
+        .size(16 << 10)
+        .on_full(OnFull::Reject)
+        .batch_runs(false)
+        .create(dir.path().join("keyed.ring"))
+        .unwrap();
+    let bytes = std::fs::read(keyed.path()).unwrap();
+    assert_eq!(bytes[44..48], [2, 0, 0, 0]);
+    assert_ne!(
+        mmring::layout::stamp_key(&bytes).expect("the first 76 bytes of a ring file"),
+        0
+    );
+    assert_eq!(states(&keyed), [2, 2, 2, 2, 2]);
 }
 
 #[test]

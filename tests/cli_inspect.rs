@@ -52,6 +52,32 @@ fn record_offset(id: u64) -> u64 {
     4096 + id % (65536 - 4096)
 }
 
+/// The key the ring's stamps are XORed with (FORMAT.md, "File header: stamp key").
+fn stamp_key(path: &Path) -> u64 {
+    mmring::layout::stamp_key(&std::fs::read(path).unwrap())
+        .expect("the first 76 bytes of a ring file")
+}
+
+/// `bytes` as dump shows them: two hex digits each, separated by spaces.
+fn hex(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(" ")
+}
+
+/// `bytes` as dump's text column shows them: printable ASCII, else `.`.
+fn ascii(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
 /// Asserts exactly one stderr line, `mmring: <path>: ...` containing `needle`.
 fn assert_one_line(stderr: &str, path: &Path, needle: &str) {
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
@@ -218,6 +244,7 @@ fn dump_names_each_header_field_beside_its_bytes() {
         "00000008  01 00 00 00              version = 1\n",
         "00000010  00 00 01 00 00 00 00 00  file_len = 65536\n",
         "00000024  01 00 00 00              on_full = 1 (reject)\n",
+        "0000002c  03 00 00 00              flags = 3\n",
         "00000080  40 00 00 00 00 00 00 00  write_pos = 64\n",
         "00000088  01 00 00 00 00 00 00 00  pushed = 1\n",
         "00000100  00 00 00 00 00 00 00 00  read_pos = 0\n",
@@ -225,7 +252,26 @@ fn dump_names_each_header_field_beside_its_bytes() {
     ] {
         assert!(dump.contains(line), "{line:?} in\n{dump}");
     }
-    assert!(!dump.contains("stamp"), "no records without --records");
+    // The stamp key is random: its rows are built from the key in the file.
+    let key = stamp_key(&path).to_le_bytes();
+    let key_crc = crc32c::crc32c(&key);
+    for line in [
+        format!(
+            "00000040  {}  stamp_key = {:#018x}\n",
+            hex(&key),
+            u64::from_le_bytes(key)
+        ),
+        format!(
+            "00000048  {}              stamp_key_crc = {key_crc:#010x}\n",
+            hex(&key_crc.to_le_bytes())
+        ),
+    ] {
+        assert!(dump.contains(&line), "{line:?} in\n{dump}");
+    }
+    assert!(
+        !dump.contains(" stamp = ") && !dump.contains("===="),
+        "no records without --records"
+    );
 }
 
 #[test]
@@ -239,13 +285,25 @@ fn dump_records_shows_every_record_field_and_the_payload() {
             .assert()
             .success(),
     );
+    // Stamps are XORed with the file's random key; dump shows the stored word and
+    // the state it decodes to.
+    let key = stamp_key(&path);
+    assert_ne!(key, 0, "new files have a stamp key");
+    let stamp_line = |at: u64, stamp: u64| {
+        let stamp = stamp ^ key;
+        format!(
+            "{at:08x}  {}  stamp = {stamp:#x}: committed\n",
+            hex(&stamp.to_le_bytes())
+        )
+    };
     for line in [
         "==== position 0 (file offset 4096, 64 bytes): entry, 5 bytes\n",
-        "00001000  02 00 00 00 00 00 00 00  stamp = 0x2: committed\n",
+        &stamp_line(0x1000, 2),
         "0000101c  05 00 00 00              data_len = 5\n",
         "00001024  00 00 00 00 00 00 00 00  id = 0\n",
         "00001038  68 65 6c 6c 6f                                   |hello|\n",
         "==== position 64 (file offset 4160, 64 bytes): entry, 6 bytes\n",
+        &stamp_line(0x1040, 64 | 2),
         "00001064  40 00 00 00 00 00 00 00  id = 64\n",
     ] {
         assert!(dump.contains(line), "{line:?} in\n{dump}");
@@ -276,13 +334,18 @@ fn dump_offset_and_length_select_a_window() {
              00000088  02 00 00 00 00 00 00 00  pushed = 2\n",
         );
     // Plain rows where no field is annotated: the payload of entry 0, the 0xFF bytes
-    // after it, then the stamp of entry 1.
+    // after it, then the stamp of entry 1 (64 | COMMITTED, XORed with the file's key).
+    let stamp = ((64 | 2) ^ stamp_key(&path)).to_le_bytes();
     mmring()
         .args(["dump", "--offset", "4152", "-n", "16"])
         .arg(&path)
         .assert()
         .success()
-        .stdout("00001038  61 ff ff ff ff ff ff ff 42 00 00 00 00 00 00 00  |a.......B.......|\n");
+        .stdout(format!(
+            "00001038  61 ff ff ff ff ff ff ff {}  |a.......{}|\n",
+            hex(&stamp),
+            ascii(&stamp)
+        ));
 }
 
 #[test]

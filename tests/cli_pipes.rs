@@ -464,8 +464,8 @@ fn push_refuses_an_oversized_entry_without_reading_all_of_it() {
 /// A ring with the abandon timeout `abandon` holding the entries "in flight" and
 /// "queued", whose first record is put back to how its producer left it if it stopped
 /// or died before committing: claimed, not committed (the stamp at the start of the
-/// region holds position 0 and state CLAIMED, 1). Its claim word names the `mmring
-/// push` process that wrote it, which has exited.
+/// region holds position 0 and state CLAIMED, 1, XORed with the file's stamp key). Its
+/// claim word names the `mmring push` process that wrote it, which has exited.
 fn ring_with_a_stuck_head(abandon: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     use std::os::unix::fs::FileExt;
     let (dir, path) = scratch();
@@ -481,8 +481,11 @@ fn ring_with_a_stuck_head(abandon: &str) -> (tempfile::TempDir, std::path::PathB
         .args(["in flight", "queued"])
         .assert()
         .success();
+    let key = mmring::layout::stamp_key(&std::fs::read(&path).unwrap())
+        .expect("the first 76 bytes of a ring file");
+    assert_ne!(key, 0, "new files have a stamp key");
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&1u64.to_le_bytes(), 4096).unwrap();
+    file.write_all_at(&(1 ^ key).to_le_bytes(), 4096).unwrap();
     (dir, path)
 }
 

@@ -3,7 +3,10 @@
 //! them and assert the exact outcome.
 //!
 //! What it proves: a damaged static header yields `NotARing`, `UnsupportedVersion` or
-//! `Corrupt` naming the offset of the checksum or of the bad field; truncated, garbage,
+//! `Corrupt` naming the offset of the checksum or of the bad field; a damaged stamp key
+//! or key checksum yields `Corrupt` at the key's checksum (or at the key, for bits its
+//! mask forbids), never a ring whose records all read as stale, and a file without the
+//! stamp key flag ignores those bytes; truncated, garbage,
 //! missing and directory paths yield an error, never a panic; damaged positions are
 //! refused at open and by operations on an open ring; a damaged record payload or
 //! header is reported once as `Corrupt` at the record's offset and the next entry is
@@ -35,6 +38,9 @@ const ABANDON_MS_OFFSET: u64 = 40;
 const FLAGS_OFFSET: u64 = 44;
 const HEADER_CRC_OFFSET: u64 = 60;
 const STATIC_HEADER_LEN: u64 = 64;
+const STAMP_KEY_OFFSET: u64 = 64;
+const STAMP_KEY_CRC_OFFSET: u64 = 72;
+const FIXED_HEADER_LEN: u64 = 76;
 const WRITE_POS_OFFSET: u64 = 128;
 const PUSHED_OFFSET: u64 = 136;
 const READ_POS_OFFSET: u64 = 256;
@@ -57,6 +63,12 @@ const STATE_COMMITTED: u64 = 2;
 const STATE_PADDING: u64 = 3;
 const STATE_ABANDONED: u64 = 4;
 const STATE_SKIPPED: u64 = 5;
+const STATE_BATCHED: u64 = 7;
+
+const FLAG_BATCH_RUNS: u32 = 1;
+const FLAG_STAMP_KEY: u32 = 2;
+/// The bits a stamp key may have: 3 to 61.
+const STAMP_KEY_MASK: u64 = 0x3FFF_FFFF_FFFF_FFF8;
 
 /// Short, so that stalled (damaged) records are skipped quickly.
 const ABANDON: Duration = Duration::from_millis(20);
@@ -87,6 +99,10 @@ fn read_u64(path: &Path, offset: u64) -> u64 {
     u64::from_le_bytes(read(path, offset, 8).try_into().unwrap())
 }
 
+fn read_u32(path: &Path, offset: u64) -> u32 {
+    u32::from_le_bytes(read(path, offset, 4).try_into().unwrap())
+}
+
 fn write_u64(path: &Path, offset: u64, value: u64) {
     patch(path, offset, &value.to_le_bytes());
 }
@@ -104,6 +120,35 @@ fn flip_bit(path: &Path, offset: u64, bit: u32) {
 fn fix_header_crc(path: &Path) {
     let crc = crc32c::crc32c(&read(path, 0, HEADER_CRC_OFFSET as usize));
     write_u32(path, HEADER_CRC_OFFSET, crc);
+}
+
+/// Rewrites the stamp key checksum (CRC32C of the key's 8 bytes), so that a changed
+/// key is judged on its own merits.
+fn fix_stamp_key_crc(path: &Path) {
+    let crc = crc32c::crc32c(&read(path, STAMP_KEY_OFFSET, 8));
+    write_u32(path, STAMP_KEY_CRC_OFFSET, crc);
+}
+
+/// The key the file's stamps are XORed with: `stamp_key` if `flags` has
+/// `FLAG_STAMP_KEY`, else 0. Read as FORMAT.md says, and checked against the library's
+/// reading of the same bytes.
+fn stamp_key(path: &Path) -> u64 {
+    let key = if read_u32(path, FLAGS_OFFSET) & FLAG_STAMP_KEY != 0 {
+        read_u64(path, STAMP_KEY_OFFSET)
+    } else {
+        0
+    };
+    assert_eq!(
+        mmring::layout::stamp_key(&read(path, 0, FIXED_HEADER_LEN as usize))
+            .expect("the first 76 bytes of a ring file"),
+        key
+    );
+    key
+}
+
+/// The stamp of the record at `pos` in `state`, in the file at `path`.
+fn stamp(path: &Path, pos: u64, state: u64) -> u64 {
+    (pos | state) ^ stamp_key(path)
 }
 
 /// Rewrites the metadata checksum of the record at `pos` (file offset `rec_off`):
@@ -228,8 +273,10 @@ fn invalid_header_field_with_a_valid_checksum_is_reported_at_the_field() {
         ("on_full 7", ON_FULL_OFFSET, 7, 4),
         ("on_full 3", ON_FULL_OFFSET, 3, 4),
         ("abandon_ms 0", ABANDON_MS_OFFSET, 0, 4),
-        ("flags 2 (undefined)", FLAGS_OFFSET, 2, 4),
+        ("flags 4 (undefined)", FLAGS_OFFSET, 4, 4),
+        ("flags 7 (bit 2 undefined)", FLAGS_OFFSET, 7, 4),
         ("flags 0x80000001", FLAGS_OFFSET, 0x8000_0001, 4),
+        ("flags 0x80000003", FLAGS_OFFSET, 0x8000_0003, 4),
     ];
     for (i, (name, offset, value, width)) in cases.into_iter().enumerate() {
         let path = closed_ring(dir.path(), &format!("r{i}"), size, OnFull::Reject);
@@ -249,6 +296,157 @@ fn invalid_header_field_with_a_valid_checksum_is_reported_at_the_field() {
     let ring = Ring::open(&path).expect("a consistent header opens");
     assert_eq!(ring.default_ttl(), Duration::from_secs(7));
     assert_eq!(ring.on_full(), OnFull::Overwrite);
+}
+
+/// The stamp key (bytes 64..72) and its checksum (72..76) lie outside the header
+/// checksum, which covers bytes 0..60. A ring opened with a damaged key would read
+/// every stamp as stale and hold nothing; instead the key's own checksum refuses any
+/// flipped bit in either field, and a key with bits its mask forbids (the state bits,
+/// bits 62 and 63) is refused at the key even with a matching checksum.
+#[test]
+fn flipped_stamp_key_bit_is_refused_never_read_as_an_empty_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = closed_ring(dir.path(), "r", 8192, OnFull::Reject);
+    let ids = {
+        let ring = Ring::open(&path).unwrap();
+        [ring.push(b"first").unwrap(), ring.push(b"second").unwrap()]
+    };
+    // A new file is keyed, and its stamps carry the key.
+    assert_eq!(
+        read_u32(&path, FLAGS_OFFSET),
+        FLAG_BATCH_RUNS | FLAG_STAMP_KEY
+    );
+    let key = stamp_key(&path);
+    assert_ne!(key, 0, "a random key");
+    assert_eq!(key & !STAMP_KEY_MASK, 0, "key {key:#x} outside its mask");
+    assert_eq!(
+        read_u64(&path, HEADER_LEN + ids[1]),
+        (ids[1] | STATE_COMMITTED) ^ key
+    );
+
+    for bit in STAMP_KEY_OFFSET * 8..FIXED_HEADER_LEN * 8 {
+        let (offset, bit_in_byte) = (bit / 8, (bit % 8) as u32);
+        flip_bit(&path, offset, bit_in_byte);
+        assert_corrupt_at(Ring::open(&path), STAMP_KEY_CRC_OFFSET);
+        let report = mmring::verify(&path).unwrap();
+        assert!(!report.records_checked, "bit {bit}");
+        assert_eq!(
+            report
+                .problems
+                .iter()
+                .map(|p| (p.offset, p.field))
+                .collect::<Vec<_>>(),
+            [(STAMP_KEY_CRC_OFFSET, "stamp_key_crc")],
+            "bit {bit}"
+        );
+        flip_bit(&path, offset, bit_in_byte);
+    }
+
+    for bit in [0, 1, 2, 62, 63] {
+        write_u64(&path, STAMP_KEY_OFFSET, key ^ 1 << bit);
+        fix_stamp_key_crc(&path);
+        assert_corrupt_at(Ring::open(&path), STAMP_KEY_OFFSET);
+    }
+    write_u64(&path, STAMP_KEY_OFFSET, key);
+    fix_stamp_key_crc(&path);
+
+    let ring = Ring::open(&path).expect("the restored file opens again");
+    assert_eq!(
+        drain(&ring),
+        vec![
+            Outcome::Entry(ids[0], b"first".to_vec()),
+            Outcome::Entry(ids[1], b"second".to_vec())
+        ]
+    );
+}
+
+/// Keys that pass every header check but are not the one the stamps were written
+/// with, as a forger who recomputes the checksums can make them: another key in the
+/// mask, key 0, or the flag cleared (the key then counts as 0). The ring opens, and
+/// no record written under the real key is returned; it is reported or skipped, and
+/// the ring takes new entries.
+#[test]
+fn records_stamped_under_another_key_are_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    type Forge = fn(&Path, u64);
+    let cases: [(&str, Forge); 3] = [
+        ("another key", |p, key| {
+            write_u64(p, STAMP_KEY_OFFSET, key ^ 1 << 40);
+            fix_stamp_key_crc(p);
+        }),
+        ("key 0", |p, _| {
+            write_u64(p, STAMP_KEY_OFFSET, 0);
+            fix_stamp_key_crc(p);
+        }),
+        ("flag cleared", |p, _| {
+            write_u32(p, FLAGS_OFFSET, FLAG_BATCH_RUNS);
+            fix_header_crc(p);
+        }),
+    ];
+    for (i, (name, forge)) in cases.into_iter().enumerate() {
+        let path = closed_ring(dir.path(), &format!("r{i}"), 8192, OnFull::Reject);
+        {
+            let ring = Ring::open(&path).unwrap();
+            ring.push(b"first").unwrap();
+            ring.push_batch(&[&b"second"[..], b"third"]).unwrap();
+        }
+        let key = stamp_key(&path);
+        forge(&path, key);
+        assert_ne!(stamp_key(&path), key, "{name}");
+        let ring = Ring::open(&path).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let peeked: Vec<_> = ring.peek().filter_map(|e| e.ok().map(|e| e.id())).collect();
+        assert_eq!(peeked, [], "{name}: peek");
+        let outcome = drain(&ring);
+        assert!(
+            outcome.iter().all(|o| matches!(o, Outcome::Corrupt(_))),
+            "{name}: {outcome:?}"
+        );
+        let stats = ring.stats();
+        assert_eq!((stats.popped, stats.len), (0, 0), "{name}: {stats:?}");
+        let id = ring.push(b"after").unwrap();
+        assert_eq!(
+            drain(&ring),
+            vec![Outcome::Entry(id, b"after".to_vec())],
+            "{name}"
+        );
+    }
+}
+
+/// A file made without a stamp key (`Options::stamp_key(false)`, as mmring 0.3.1 and
+/// earlier write it) has `flags` bit 1 clear, zeroes at 64..76 and unkeyed stamps;
+/// without the flag those bytes are not read, so anything there leaves the ring
+/// intact.
+#[test]
+fn file_without_the_stamp_key_flag_ignores_the_key_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r");
+    let ids = {
+        let ring = options(8192, OnFull::Reject)
+            .stamp_key(false)
+            .create(&path)
+            .unwrap();
+        [ring.push(b"first").unwrap(), ring.push(b"second").unwrap()]
+    };
+    assert_eq!(read_u32(&path, FLAGS_OFFSET), FLAG_BATCH_RUNS);
+    assert_eq!(
+        read(&path, STAMP_KEY_OFFSET, 12),
+        [0; 12],
+        "no key, no checksum"
+    );
+    assert_eq!(stamp_key(&path), 0);
+    assert_eq!(
+        read_u64(&path, HEADER_LEN + ids[1]),
+        ids[1] | STATE_COMMITTED
+    );
+    patch(&path, STAMP_KEY_OFFSET, &[0xA5; 12]);
+    let ring = Ring::open(&path).expect("bytes 64..76 are not read without the flag");
+    assert_eq!(
+        drain(&ring),
+        vec![
+            Outcome::Entry(ids[0], b"first".to_vec()),
+            Outcome::Entry(ids[1], b"second".to_vec())
+        ]
+    );
 }
 
 #[test]
@@ -342,11 +540,12 @@ fn valid_header_over_random_bytes_is_refused_or_yields_no_entries() {
     let mut rng = Rng(0xfeed_f00d_dead_beef);
     let size = 16384u64;
     let source = closed_ring(dir.path(), "source", size, OnFull::Overwrite);
-    let header = read(&source, 0, STATIC_HEADER_LEN as usize);
+    // The static header and the stamp key with its checksum.
+    let header = read(&source, 0, FIXED_HEADER_LEN as usize);
     let path = dir.path().join("r");
     for round in 0..40 {
         let mut bytes = rng.bytes(size as usize);
-        bytes[..STATIC_HEADER_LEN as usize].copy_from_slice(&header);
+        bytes[..FIXED_HEADER_LEN as usize].copy_from_slice(&header);
         std::fs::write(&path, &bytes).unwrap();
         // Random positions break the position invariant.
         match Ring::open(&path) {
@@ -801,7 +1000,11 @@ fn record_with_a_forged_short_ttl_expires_instead_of_being_returned() {
 fn committed_stamp_flipped_to_batched_still_delivers_the_record_once() {
     let three = Three::new();
     let stamp_off = three.rec_off(1) + REC_STAMP_OFFSET;
-    write_u64(&three.path, stamp_off, three.ids[1] | 7);
+    write_u64(
+        &three.path,
+        stamp_off,
+        stamp(&three.path, three.ids[1], STATE_BATCHED),
+    );
     let ring = three.open();
     assert_eq!(
         drain(&ring),
@@ -810,21 +1013,36 @@ fn committed_stamp_flipped_to_batched_still_delivers_the_record_once() {
 }
 
 /// The stamp's state bits (or position bits) damaged: the record is skipped, either
-/// at once or after the abandon timeout, and never returned.
+/// at once or after the abandon timeout, and never returned. So is a stamp written
+/// without the file's key.
 #[test]
 fn damaged_stamp_makes_the_record_skipped_never_returned() {
-    // (what, new stamp for position p, expected (corrupt, abandoned) counts)
-    type Stamp = fn(u64) -> u64;
-    let cases: [(&str, Stamp, (u64, u64)); 7] = [
-        ("state 0 (never written)", |p| p, (0, 1)),
-        ("CLAIMED: a stalled producer", |p| p | STATE_CLAIMED, (0, 1)),
-        ("PADDING inside a lap", |p| p | STATE_PADDING, (1, 0)),
-        ("ABANDONED", |p| p | STATE_ABANDONED, (0, 0)),
-        ("SKIPPED", |p| p | STATE_SKIPPED, (0, 0)),
-        ("undefined state 6", |p| p | 6, (0, 1)),
+    // (what, new stamp for position p in a file with key k, expected (corrupt,
+    // abandoned) counts)
+    type Stamp = fn(u64, u64) -> u64;
+    let cases: [(&str, Stamp, (u64, u64)); 8] = [
+        ("state 0 (never written)", |p, k| p ^ k, (0, 1)),
+        (
+            "CLAIMED: a stalled producer",
+            |p, k| (p | STATE_CLAIMED) ^ k,
+            (0, 1),
+        ),
+        (
+            "PADDING inside a lap",
+            |p, k| (p | STATE_PADDING) ^ k,
+            (1, 0),
+        ),
+        ("ABANDONED", |p, k| (p | STATE_ABANDONED) ^ k, (0, 0)),
+        ("SKIPPED", |p, k| (p | STATE_SKIPPED) ^ k, (0, 0)),
+        ("undefined state 6", |p, k| (p | 6) ^ k, (0, 1)),
         (
             "position bit flipped",
-            |p| (p ^ 8) | STATE_COMMITTED,
+            |p, k| ((p ^ 8) | STATE_COMMITTED) ^ k,
+            (0, 1),
+        ),
+        (
+            "COMMITTED without the key",
+            |p, _| p | STATE_COMMITTED,
             (0, 1),
         ),
     ];
@@ -837,11 +1055,13 @@ fn damaged_stamp_makes_the_record_skipped_never_returned() {
         } else {
             vec![three.entry(0), three.entry(2)]
         };
+        let key = stamp_key(&three.path);
+        assert_ne!(key, 0, "a keyed file");
         assert_eq!(
             read_u64(&three.path, stamp_off),
-            three.ids[1] | STATE_COMMITTED
+            (three.ids[1] | STATE_COMMITTED) ^ key
         );
-        write_u64(&three.path, stamp_off, forge(three.ids[1]));
+        write_u64(&three.path, stamp_off, forge(three.ids[1], key));
         let ring = three.open();
         let peeked: Vec<u64> = ring.peek().filter_map(|e| e.ok().map(|e| e.id())).collect();
         assert!(!peeked.contains(&three.ids[1]), "{name}: peek returned it");
@@ -883,7 +1103,7 @@ fn forged_padding_stamp_loses_no_intact_entry_after_it() {
     flip_bit(&path, HEADER_LEN + damaged, 0);
     assert_eq!(
         read_u64(&path, HEADER_LEN + damaged),
-        damaged | STATE_PADDING
+        stamp(&path, damaged, STATE_PADDING)
     );
 
     let ring = Ring::open(&path).unwrap();
@@ -1200,7 +1420,11 @@ fn abandoned_record_with_an_impossible_length_is_reported_by_peek_as_by_pop() {
         (ring.push(b"first").unwrap(), ring.push(b"second").unwrap())
     };
     let rec = HEADER_LEN + first;
-    write_u64(&path, rec + REC_STAMP_OFFSET, first | STATE_ABANDONED);
+    write_u64(
+        &path,
+        rec + REC_STAMP_OFFSET,
+        stamp(&path, first, STATE_ABANDONED),
+    );
     write_u64(&path, rec + REC_CLAIM_OFFSET, u64::from(u32::MAX));
 
     let report = mmring::verify(&path).unwrap();

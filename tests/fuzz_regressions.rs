@@ -34,6 +34,15 @@ const HEADER_LEN: u64 = 4096;
 /// The COMMITTED state in a record stamp.
 const STATE_COMMITTED: u64 = 2;
 
+/// The key the stamps of the ring file at `path` are XORed with (docs/FORMAT.md, "File
+/// header: stamp key"); every file these tests create has one.
+fn stamp_key(path: &Path) -> u64 {
+    let key = mmring::layout::stamp_key(&std::fs::read(path).unwrap())
+        .expect("the first 76 bytes of a ring file");
+    assert_ne!(key, 0, "new files have a stamp key");
+    key
+}
+
 /// Runs `f` on another thread; fails if it does not finish within 5 s.
 fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -47,9 +56,10 @@ fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send +
 /// Writes a COMMITTED stamp for position `pos` at its place in the region, followed by
 /// 48 bytes that are no valid record metadata.
 fn forge_damaged_record(path: &Path, region_len: u64, pos: u64) {
+    let stamp = (pos | STATE_COMMITTED) ^ stamp_key(path);
     let file = OpenOptions::new().write(true).open(path).unwrap();
     let mut record = vec![0x5a; 56];
-    record[..8].copy_from_slice(&(pos | STATE_COMMITTED).to_le_bytes());
+    record[..8].copy_from_slice(&stamp.to_le_bytes());
     file.write_all_at(&record, HEADER_LEN + pos % region_len)
         .unwrap();
 }
@@ -107,6 +117,11 @@ fn pop_hits_no_endless_loop_on_a_damaged_committed_stamp_at_the_write_position()
                 .all(|o| matches!(o, Ok(_) | Err(mmring::Error::Corrupt { .. }))),
             "{name}: {outcomes:?}"
         );
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_err()).count(),
+            1,
+            "{name}: the forged record is reported once: {outcomes:?}"
+        );
     }
 }
 
@@ -129,11 +144,12 @@ fn verify_reports_a_stamp_in_the_free_space_that_a_push_would_give_up() {
     drop(ring);
     // A PADDING stamp for the write position (the next push's), and one for a position
     // half a lap on, both in the free space.
+    let key = stamp_key(&path);
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     let forged = [stats.write_pos, stats.write_pos + region_len / 2];
     for pos in forged {
         file.write_all_at(
-            &(pos | STATE_PADDING).to_le_bytes(),
+            &((pos | STATE_PADDING) ^ key).to_le_bytes(),
             HEADER_LEN + pos % region_len,
         )
         .unwrap();

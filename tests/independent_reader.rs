@@ -2,13 +2,15 @@
 //! written in Python from that document alone, lists exactly the entries mmring's own
 //! readers yield (id, payload, TTL and write time, in order) from ring files the
 //! library wrote: entries of many sizes, rings that wrapped with padding, rings with
-//! popped and evicted entries, batch runs (`push_batch`), and files without the batch
-//! runs flag. It applies the TTL rule at the same millisecond, steps over abandoned
-//! records (and abandoned batch runs, by their first record's claim) and unfinished
-//! skips as `pop` does, stops where `peek` stops at a record still being written,
-//! reports damaged records at the file offsets the library reports (scanning past
-//! payload words that look like stamps, as `pop` does, and on to the rest of a batch
-//! run whose first record is damaged), and refuses damaged headers and unknown flags.
+//! popped and evicted entries, batch runs (`push_batch`), files without the batch
+//! runs flag, and files without a stamp key (`Options::stamp_key(false)`, as mmring
+//! 0.3.1 and earlier wrote them). It applies the TTL rule at the same millisecond,
+//! steps over abandoned records (and abandoned batch runs, by their first record's
+//! claim) and unfinished skips as `pop` does, stops where `peek` stops at a record
+//! still being written, reports damaged records at the file offsets the library
+//! reports (scanning past payload words that look like stamps, as `pop` does, and on
+//! to the rest of a batch run whose first record is damaged), and refuses damaged
+//! headers, damaged stamp keys and unknown flags.
 //!
 //! Each test is skipped, with a message, where `python3` is not installed.
 
@@ -26,6 +28,10 @@ const FLAGS_OFFSET: u64 = 44;
 const HEADER_CRC_OFFSET: u64 = 60;
 /// `flags` bit 0 (FORMAT.md, "Batch runs").
 const FLAG_BATCH_RUNS: u32 = 1;
+/// `flags` bit 1 and the key it announces (FORMAT.md, "File header: stamp key").
+const FLAG_STAMP_KEY: u32 = 2;
+const STAMP_KEY_OFFSET: u64 = 64;
+const STAMP_KEY_CRC_OFFSET: u64 = 72;
 /// Record-relative offsets used to damage records (FORMAT.md, "Record header").
 const REC_CLAIM_OFFSET: u64 = 8;
 const REC_META_CRC_OFFSET: u64 = 16;
@@ -183,12 +189,16 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
         .expect("patch the ring file");
 }
 
+/// The key the stamps of the ring file at `path` are XORed with (0 without
+/// `FLAG_STAMP_KEY`).
+fn stamp_key(path: &Path) -> u64 {
+    mmring::layout::stamp_key(&read_at(path, 0, mmring::layout::FIXED_HEADER_LEN))
+        .expect("the first 76 bytes of a ring file")
+}
+
 fn set_stamp(ring: &Ring, id: u64, state: u64) {
-    patch(
-        ring.path(),
-        record_offset(ring, id),
-        &(id + state).to_le_bytes(),
-    );
+    let stamp = (id + state) ^ stamp_key(ring.path());
+    patch(ring.path(), record_offset(ring, id), &stamp.to_le_bytes());
 }
 
 fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
@@ -218,7 +228,7 @@ fn set_flags(path: &Path, flags: u32) {
 /// The state in the stamp of the record at `id`, or `None` if the word there is not
 /// that record's stamp.
 fn stamp_state(ring: &Ring, id: u64) -> Option<u64> {
-    let stamp = read_u64(ring.path(), record_offset(ring, id));
+    let stamp = read_u64(ring.path(), record_offset(ring, id)) ^ stamp_key(ring.path());
     (stamp - stamp % 8 == id).then_some(stamp % 8)
 }
 
@@ -615,9 +625,12 @@ fn resynchronizes_past_payload_words_that_look_like_stamps() {
     let middle = first + Ring::entry_footprint(b"first entry".len());
     let word0 = middle + REC_HEADER_LEN;
     let word1 = word0 + 8;
+    // Stamps are XORed with the file's key, so the forgeries are too.
+    let key = stamp_key(ring.path());
+    assert_ne!(key, 0, "new files have a stamp key");
     let mut data = vec![b'x'; 300];
-    data[..8].copy_from_slice(&(word0 + ring.capacity_bytes() + 2).to_le_bytes());
-    data[8..16].copy_from_slice(&(word1 + 2).to_le_bytes());
+    data[..8].copy_from_slice(&((word0 + ring.capacity_bytes() + 2) ^ key).to_le_bytes());
+    data[8..16].copy_from_slice(&((word1 + 2) ^ key).to_le_bytes());
     assert_eq!(ring.push(&data).expect("push"), middle);
     let third = ring.push(b"third entry").expect("push");
     // Damage the middle record's metadata: readers must scan for the next record.
@@ -850,19 +863,21 @@ fn lists_a_file_without_the_batch_runs_flag() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("unflagged.ring");
+    // Without a stamp key, as every mmring before 0.4.0 wrote files.
     let ring = Options::new()
         .size(8192)
         .on_full(OnFull::Reject)
+        .stamp_key(false)
         .create(&path)
         .expect("create");
     assert_eq!(
         read_u32(&path, FLAGS_OFFSET),
         FLAG_BATCH_RUNS,
-        "new files have the flag"
+        "new files have the batch runs flag"
     );
     drop(ring);
-    // A file as mmring 0.2.0 created it: its batches are written as records of their
-    // own, each claimed and committed.
+    // A file as mmring 0.2.0 created it (no flag at all): its batches are written as
+    // records of their own, each claimed and committed.
     set_flags(&path, 0);
     let ring = Ring::open(&path).expect("open a file without the flag");
     let region = ring.capacity_bytes();
@@ -887,8 +902,12 @@ fn reports_a_batch_run_head_in_a_file_without_the_flag_as_pop_does() {
     let head = record_offset(&ring, entries[1].id());
     drop(ring);
     // Without the flag, a claim larger than data_len is damage (committed-record
-    // rule 4), reported at data_len.
-    set_flags(&path, 0);
+    // rule 4), reported at data_len. The stamp key flag stays: the stamps are keyed.
+    assert_eq!(
+        read_u32(&path, FLAGS_OFFSET),
+        FLAG_BATCH_RUNS | FLAG_STAMP_KEY
+    );
+    set_flags(&path, FLAG_STAMP_KEY);
     let ring = Ring::open(&path).expect("open");
     assert_eq!(
         peek_results(&ring),
@@ -906,7 +925,7 @@ fn reports_a_batch_run_head_in_a_file_without_the_flag_as_pop_does() {
 }
 
 #[test]
-fn refuses_flags_other_than_batch_runs() {
+fn refuses_flags_other_than_batch_runs_and_stamp_key() {
     let Some(script) = reader_script() else {
         return;
     };
@@ -914,7 +933,12 @@ fn refuses_flags_other_than_batch_runs() {
     let path = dir.path().join("flags.ring");
     let (ring, _) = three_entry_ring(&path);
     drop(ring);
-    for flags in [2, FLAG_BATCH_RUNS | 2, 1 << 31] {
+    for flags in [
+        4,
+        FLAG_BATCH_RUNS | FLAG_STAMP_KEY | 4,
+        FLAG_STAMP_KEY | 8,
+        1 << 31,
+    ] {
         set_flags(&path, flags);
         let opened = Ring::open(&path);
         assert!(
@@ -929,5 +953,99 @@ fn refuses_flags_other_than_batch_runs() {
             "{}",
             listing.stderr
         );
+    }
+}
+
+#[test]
+fn lists_a_file_without_a_stamp_key_exactly_as_peek() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unkeyed.ring");
+    // A file as mmring 0.3.1 created it: batch runs, stamps not keyed.
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .stamp_key(false)
+        .create(&path)
+        .expect("create");
+    assert_eq!(read_u32(&path, FLAGS_OFFSET), FLAG_BATCH_RUNS);
+    assert_eq!(
+        read_at(&path, STAMP_KEY_OFFSET, 12),
+        [0; 12],
+        "no key, no key checksum"
+    );
+    let region = ring.capacity_bytes();
+    let live = churn_batches(&ring, |live| {
+        let (firsts, batched) = run_records(&ring, live);
+        ring.stats().write_pos > 2 * region
+            && firsts >= 1
+            && batched > firsts
+            && has_padding(&ring, live)
+    });
+    let entries = assert_reader_matches_peek(&script, &ring);
+    assert_eq!(entries.len(), live.len());
+    let first = &entries[0];
+    let stamp = read_u64(&path, record_offset(&ring, first.id()));
+    assert!(
+        stamp == first.id() + STATE_COMMITTED || stamp == first.id() + STATE_BATCHED,
+        "the stamps are position + state: {stamp:#x} at {}",
+        first.id()
+    );
+    assert_eq!(
+        read_u32(&path, FLAGS_OFFSET),
+        FLAG_BATCH_RUNS,
+        "still unkeyed"
+    );
+}
+
+#[test]
+fn refuses_a_damaged_stamp_key() {
+    let Some(script) = reader_script() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("key.ring");
+    let (ring, _) = three_entry_ring(&path);
+    drop(ring);
+    assert_eq!(
+        read_u32(&path, FLAGS_OFFSET),
+        FLAG_BATCH_RUNS | FLAG_STAMP_KEY
+    );
+    let key = read_u64(&path, STAMP_KEY_OFFSET);
+    assert_eq!(key, stamp_key(&path));
+    let assert_refused = |offset: u64, what: &str, damage: &str| {
+        let opened = Ring::open(&path);
+        assert!(
+            matches!(opened, Err(Error::Corrupt { offset: at, .. }) if at == offset),
+            "{damage}: {opened:?}"
+        );
+        let listing = run_reader(&script, &path, None);
+        assert_eq!(listing.status, 1, "{damage}");
+        assert_eq!(listing.entries, Vec::<String>::new(), "{damage}");
+        assert!(
+            listing.stderr.contains(&format!("file offset {offset}"))
+                && listing.stderr.contains(what),
+            "{damage}: {}",
+            listing.stderr
+        );
+    };
+
+    // Neither is covered by header_crc: only the key's own checksum can tell.
+    flip_byte(&path, STAMP_KEY_CRC_OFFSET + 1);
+    assert_refused(STAMP_KEY_CRC_OFFSET, "checksum", "stamp_key_crc damaged");
+    flip_byte(&path, STAMP_KEY_CRC_OFFSET + 1);
+    flip_byte(&path, STAMP_KEY_OFFSET + 3);
+    assert_refused(STAMP_KEY_CRC_OFFSET, "checksum", "stamp_key damaged");
+    flip_byte(&path, STAMP_KEY_OFFSET + 3);
+    Ring::open(&path).expect("the key restored");
+
+    // A key with bits outside 3..61, with a checksum that matches it.
+    for bad in [key | 1, key | 1 << 63] {
+        patch(&path, STAMP_KEY_OFFSET, &bad.to_le_bytes());
+        let crc = crc32c::crc32c(&bad.to_le_bytes());
+        patch(&path, STAMP_KEY_CRC_OFFSET, &crc.to_le_bytes());
+        assert_refused(STAMP_KEY_OFFSET, "stamp key", &format!("key {bad:#x}"));
     }
 }

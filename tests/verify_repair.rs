@@ -67,6 +67,21 @@ fn read_u64(path: &Path, offset: u64) -> u64 {
     u64::from_le_bytes(word)
 }
 
+/// The key the stamps of the ring file at `path` are XORed with (docs/FORMAT.md, "File
+/// header: stamp key"); every file these tests create has one.
+fn stamp_key(path: &Path) -> u64 {
+    let key = mmring::layout::stamp_key(&std::fs::read(path).unwrap())
+        .expect("the first 76 bytes of a ring file");
+    assert_ne!(key, 0, "new files have a stamp key");
+    key
+}
+
+/// Writes the stamp `stamp` (a position plus a state, not yet keyed) at file offset
+/// `offset`, XORed with the file's key as every stamp is.
+fn patch_stamp(path: &Path, offset: u64, stamp: u64) {
+    patch(path, offset, &(stamp ^ stamp_key(path)).to_le_bytes());
+}
+
 /// File offset of the record with ID (position) `id` in a ring of `size` bytes.
 fn record_offset(size: u64, id: u64) -> u64 {
     HEADER_LEN + id % (size - HEADER_LEN)
@@ -159,40 +174,56 @@ fn damaged_payload_is_reported_at_its_offset_and_repair_drops_only_that_entry() 
     assert_eq!(ring.pop().unwrap().unwrap().id(), id);
 }
 
-/// A damaged payload inside a batch run: verify reports it, and repair leaves it in
-/// place rather than mark it (a reader meeting marks scans, and a scan takes the rest
-/// of the run with it). pop reports it once and delivers every other entry of the run.
+/// A damaged payload inside a batch run, in any of its records: verify reports it,
+/// and repair splits the run into records of their own and drops exactly that record,
+/// so the ring checks clean afterwards and pop delivers every other entry of the run
+/// without a report. (Repair used to leave such a record in place where a later record
+/// of the run followed it, and to mark it where none did, which made the run's first
+/// record fail validation: it was lost. Found by fuzzing.)
 #[test]
-fn damaged_payload_inside_a_batch_run_is_reported_and_left_for_readers() {
-    let (_dir, path) = scratch();
-    let size = 65536;
-    let ring = Options::new()
-        .size(size)
-        .on_full(OnFull::Reject)
-        .create(&path)
-        .unwrap();
+fn damaged_payload_inside_a_batch_run_is_dropped_alone() {
     let run: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
-    assert_eq!(ring.push_batch(&run).unwrap(), 4);
-    drop(ring);
-    // The records are 64 bytes each, from position 0; damage the second's payload.
-    let data_offset = record_offset(size, 64) + REC_HEADER_LEN;
-    patch(&path, data_offset, b"T");
+    for bad in 0..run.len() {
+        let (_dir, path) = scratch();
+        let size = 65536;
+        let ring = Options::new()
+            .size(size)
+            .on_full(OnFull::Reject)
+            .create(&path)
+            .unwrap();
+        assert_eq!(ring.push_batch(&run).unwrap(), 4);
+        drop(ring);
+        // The records are 64 bytes each, from position 0.
+        let at = 64 * bad as u64;
+        let data_offset = record_offset(size, at) + REC_HEADER_LEN;
+        patch(&path, data_offset, b"T");
 
-    let report = mmring::verify(&path).unwrap();
-    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-    let problem = &report.problems[0];
-    assert_eq!((problem.offset, problem.field), (data_offset, "data"));
-    assert_eq!(problem.action, Action::None, "{}", problem.message);
-    assert_eq!(report.entries, 3);
-    let repaired = mmring::repair(&path).unwrap();
-    assert_eq!(repaired.problems, report.problems);
+        let report = mmring::verify(&path).unwrap();
+        assert_eq!(report.problems.len(), 1, "{bad}: {:?}", report.problems);
+        let problem = &report.problems[0];
+        assert_eq!(
+            (problem.offset, problem.field),
+            (data_offset, "data"),
+            "{bad}"
+        );
+        let dropped = Action::Drop {
+            start: at,
+            end: at + 64,
+        };
+        assert_eq!(problem.action, dropped, "{bad}: {}", problem.message);
+        assert_eq!(report.entries, 3, "{bad}");
+        let repaired = mmring::repair(&path).unwrap();
+        assert_eq!(repaired.problems, report.problems, "{bad}");
+        let after = mmring::verify(&path).unwrap();
+        assert!(after.is_clean(), "{bad}: {:?}", after.problems);
+        assert_eq!(after.entries, 3, "{bad}");
 
-    let (entries, corrupt) = drain_counting_corrupt(&path);
-    assert_eq!(corrupt, 1, "the damaged entry is reported once");
-    assert_eq!(
-        entries,
-        vec![b"one".to_vec(), b"three".to_vec(), b"four".to_vec()]
-    );
+        let (entries, corrupt) = drain_counting_corrupt(&path);
+        assert_eq!(corrupt, 0, "{bad}: the repair dropped it");
+        let mut want: Vec<Vec<u8>> = run.iter().map(|e| e.to_vec()).collect();
+        want.remove(bad);
+        assert_eq!(entries, want, "{bad}");
+    }
 }
 
 /// Payloads long enough for the vector copy (`src/wide.rs`, from 3 KiB where the CPU
@@ -275,10 +306,10 @@ fn damaged_stamps_are_reported_at_the_record_start() {
     let ids = ring_with(&path, size, &[b"one", b"two", b"three", b"four"]);
     // COMMITTED (2) -> PADDING (3): a padding stamp where no padding can be.
     let rec = record_offset(size, ids[0]);
-    patch(&path, rec, &(ids[0] | 3).to_le_bytes());
+    patch_stamp(&path, rec, ids[0] | 3);
     // COMMITTED (2) -> 6: no state at all.
     let rec2 = record_offset(size, ids[2]);
-    patch(&path, rec2, &(ids[2] | 6).to_le_bytes());
+    patch_stamp(&path, rec2, ids[2] | 6);
     let report = mmring::verify(&path).unwrap();
     let found: Vec<(u64, &str, Action)> = report
         .problems
@@ -427,7 +458,7 @@ fn claimed_record_is_a_note_not_a_problem() {
     let size = 65536;
     let ids = ring_with(&path, size, &[b"done", b"in flight"]);
     let rec = record_offset(size, ids[1]);
-    patch(&path, rec, &(ids[1] | STATE_CLAIMED).to_le_bytes());
+    patch_stamp(&path, rec, ids[1] | STATE_CLAIMED);
     let report = mmring::verify(&path).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.notes.len(), 1);
@@ -634,7 +665,7 @@ fn rebuilt_write_position_stays_below_the_position_limit() {
     let region_len = size - HEADER_LEN;
     let offset = 2048;
     let forged = (1u64 << 62) - region_len + offset;
-    patch(&path, HEADER_LEN + offset, &(forged | 3).to_le_bytes());
+    patch_stamp(&path, HEADER_LEN + offset, forged | 3);
     patch(&path, WRITE_POS_OFFSET, &3u64.to_le_bytes());
     mmring::repair(&path).unwrap();
     let ring = Ring::open(&path).unwrap();

@@ -42,9 +42,9 @@ MUTANTS = [
     Mutant(
         "commit-relaxed",
         "src/ring.rs",
-        """                format::stamp(pos, STATE_COMMITTED),
+        """                self.params.key.stamp(pos, STATE_COMMITTED),
                 Ordering::Release,""",
-        """                format::stamp(pos, STATE_COMMITTED),
+        """                self.params.key.stamp(pos, STATE_COMMITTED),
                 Ordering::Relaxed,""",
         "push publishes COMMITTED with Relaxed: a reader may see the stamp before the payload",
     ),
@@ -52,9 +52,9 @@ MUTANTS = [
         "pop-stamp-relaxed",
         "src/ring.rs",
         """            let stamp = self.word(off).load(Ordering::Acquire);
-            if !self.readable(format::stamp_state(stamp, read)) {""",
+            if !self.readable(self.params.key.state(stamp, read)) {""",
         """            let stamp = self.word(off).load(Ordering::Relaxed);
-            if !self.readable(format::stamp_state(stamp, read)) {""",
+            if !self.readable(self.params.key.state(stamp, read)) {""",
         "pop loads the stamp with Relaxed: it may copy the payload from before the commit",
     ),
     Mutant(
@@ -220,7 +220,7 @@ MUTANTS = [
     Mutant(
         "no-abandon-chain",
         "src/ring.rs",
-        """        format::stamp_state(stamp, read) == Some(STATE_CLAIMED)
+        """        self.params.key.state(stamp, read) == Some(STATE_CLAIMED)
             && self.stall.chain_pos""",
         """        false
             && self.stall.chain_pos""",
@@ -257,7 +257,7 @@ MUTANTS = [
     Mutant(
         "writer-gone-stale-head",
         "src/ring.rs",
-        """        if stuck_ms < PROBE_AFTER_MS || format::stamp_state(stamp, read) != Some(STATE_CLAIMED) {""",
+        """        if stuck_ms < PROBE_AFTER_MS || self.params.key.state(stamp, read) != Some(STATE_CLAIMED) {""",
         """        if stuck_ms < PROBE_AFTER_MS {""",
         "an unclaimed head is judged by the writer an earlier lap left in its claim word",
     ),
@@ -283,6 +283,31 @@ MUTANTS = [
         """        store_end(last, 0, tail);""",
         """        merge_part(last, 0, tail);""",
         "a short payload's last word keeps the bytes of an earlier lap after the payload, which can read as the stamp of a later record",
+    ),
+    Mutant(
+        "stamp-key-unmasked",
+        "src/format.rs",
+        """        StampKey(random & STAMP_KEY_MASK)""",
+        """        StampKey(random)""",
+        "the stamp key keeps its top bits (a payload's 0xFF fill can then read as a stamp) and its state bits",
+    ),
+    Mutant(
+        "stamp-key-crc-unchecked",
+        "src/format.rs",
+        """            if stored_crc != crc {
+                return Err(corrupt(
+                    STAMP_KEY_CRC_OFFSET,""",
+        """            if stored_crc != crc && false {
+                return Err(corrupt(
+                    STAMP_KEY_CRC_OFFSET,""",
+        "a damaged stamp key is trusted: every stamp reads as stale and readers skip every record",
+    ),
+    Mutant(
+        "stamp-key-never-drawn",
+        "src/options.rs",
+        """        if self.stamp_key {""",
+        """        if self.stamp_key && false {""",
+        "new files are created without a stamp key, open to payloads built to pass for stamps",
     ),
     Mutant(
         "wide-skips-a-stream",
@@ -402,7 +427,7 @@ MUTANTS = [
         "leads-run-ignores-next",
         "src/ring.rs",
         """                .load(Ordering::Acquire)
-                == format::stamp(next, STATE_BATCHED)""",
+                == self.params.key.stamp(next, STATE_BATCHED)""",
         """                .load(Ordering::Acquire)
                 != u64::MAX""",
         "any committed record whose claim exceeds its data length is taken for a batch run's first",
@@ -410,9 +435,9 @@ MUTANTS = [
     Mutant(
         "repair-marks-inside-run",
         "src/ring/check.rs",
-        """                    let keep = self.params.batch_runs""",
-        """                    let keep = false && self.params.batch_runs""",
-        "repair marks a damaged payload inside a batch run, and the scan a reader then makes takes the rest of the run with it",
+        """                self.split_run(head, run_end);""",
+        """                let _ = (head, run_end);""",
+        "repair marks a damaged record inside a batch run without splitting the run: the scan a reader then makes takes the rest of the run, and the run's first record can fail validation",
     ),
     Mutant(
         "make-room-trusts-end",

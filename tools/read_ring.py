@@ -33,6 +33,7 @@ FORMAT_VERSION = 1
 ENTRY_VERSION = 1
 HEADER_LEN = 4096
 STATIC_HEADER_LEN = 64
+FIXED_HEADER_LEN = 76  # the static header, stamp_key and stamp_key_crc
 REC_HEADER_LEN = 56
 RECORD_ALIGN = 8
 STATE_MASK = 7
@@ -40,6 +41,8 @@ MIN_REGION_LEN = 4096
 MAX_REGION_LEN = 1 << 46
 MAX_POS = 1 << 62
 FLAG_BATCH_RUNS = 1
+FLAG_STAMP_KEY = 2
+STAMP_KEY_MASK = 0x3FFFFFFFFFFFFFF8
 
 # File header, static part: (offset, struct format) per field.
 VERSION_OFF = 8
@@ -53,6 +56,10 @@ FLAGS_OFF = 44
 CREATED_OFF = 48
 RESERVED_OFF = 56
 HEADER_CRC_OFF = 60
+
+# File header, stamp key (read only with FLAG_STAMP_KEY).
+STAMP_KEY_OFF = 64
+STAMP_KEY_CRC_OFF = 72
 
 # File header, atomic slots.
 WRITE_POS_OFF = 128
@@ -217,12 +224,29 @@ class Header:
         if u32_at(buf, RESERVED_OFF) != 0:
             raise NotARing("reserved field is not 0", RESERVED_OFF)
         flags = u32_at(buf, FLAGS_OFF)
-        if flags & ~FLAG_BATCH_RUNS != 0:
+        if flags & ~(FLAG_BATCH_RUNS | FLAG_STAMP_KEY) != 0:
             raise NotARing(
-                "flags are 0x%x; no bit but FLAG_BATCH_RUNS (bit 0) is defined" % flags,
+                "flags are 0x%x; no bit but FLAG_BATCH_RUNS (bit 0) and "
+                "FLAG_STAMP_KEY (bit 1) is defined" % flags,
                 FLAGS_OFF,
             )
         self.batch_runs = flags & FLAG_BATCH_RUNS != 0
+        # The key every stamp is XORed with; 0 in a file without FLAG_STAMP_KEY.
+        self.stamp_key = 0
+        if flags & FLAG_STAMP_KEY:
+            stored = u32_at(buf, STAMP_KEY_CRC_OFF)
+            computed = crc32c(buf[STAMP_KEY_OFF:STAMP_KEY_CRC_OFF])
+            if stored != computed:
+                raise NotARing(
+                    "stamp key checksum is 0x%08x, computed 0x%08x" % (stored, computed),
+                    STAMP_KEY_CRC_OFF,
+                )
+            self.stamp_key = u64_at(buf, STAMP_KEY_OFF)
+            if self.stamp_key & ~STAMP_KEY_MASK != 0:
+                raise NotARing(
+                    "stamp key 0x%016x has bits outside 3..61" % self.stamp_key,
+                    STAMP_KEY_OFF,
+                )
 
 
 # ---------------------------------------------------------------- the walk
@@ -235,6 +259,7 @@ class Reader:
         self.buf = buf
         self.region_len = header.region_len
         self.batch_runs = header.batch_runs
+        self.stamp_key = header.stamp_key
         self.max_data = min(floor8(self.region_len // 2) - REC_HEADER_LEN, 0xFFFFFFFF)
         self.now_ms = now_ms
         self.path = path
@@ -268,7 +293,7 @@ class Reader:
 
     def state_at(self, pos):
         """The state of the stamp at `pos`, STALE if the word is not its stamp."""
-        stamp = u64_at(self.buf, self.rec_off(pos))
+        stamp = u64_at(self.buf, self.rec_off(pos)) ^ self.stamp_key
         state = stamp & STATE_MASK
         return state if stamp - state == pos else STALE
 
@@ -444,7 +469,7 @@ def list_ring(path, now_ms, out):
                     % (actual_len, HEADER_LEN)
                 )
             with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                header = Header(buf[0:STATIC_HEADER_LEN], actual_len)
+                header = Header(buf[0:FIXED_HEADER_LEN], actual_len)
                 reader = Reader(buf, header, now_ms, path)
                 for entry_id, data, ttl_secs, write_time_ms in reader.entries():
                     line = {

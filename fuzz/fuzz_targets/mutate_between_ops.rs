@@ -3,8 +3,8 @@
 //!
 //! Operations: pushes, batch pushes (batch runs), pops and peeks through either of two
 //! handles, and reopening, interleaved with overwriting bytes of the region, flipping
-//! bits, forging record stamps (any state, this lap or another), and overwriting
-//! header words (positions and counters).
+//! bits, forging record stamps (any state, this lap or another, under the file's
+//! stamp key), and overwriting header words (positions and counters).
 //!
 //! Invariants: nothing panics or hangs (libFuzzer's timeout); an entry returned by pop
 //! or peek is byte for byte one that was pushed under its ID (for a batch, whose IDs
@@ -44,7 +44,8 @@ enum Op {
         at: u16,
         bit: u8,
     },
-    /// Store the stamp `(offset + lap * region_len) | state` at the word at `word * 8`.
+    /// Store the stamp `((offset + lap * region_len) | state) ^ key` at the word at
+    /// `word * 8`, with the file's stamp key.
     ForgeStamp {
         word: u16,
         lap: u8,
@@ -133,6 +134,10 @@ fuzz_target!(|input: Input| {
         .open(&path)
         .unwrap();
     let max = first.max_entry_size();
+    let mut header = [0u8; FIXED_HEADER_LEN];
+    file.read_exact_at(&mut header, 0).unwrap();
+    let key = mmring::layout::stamp_key(&header).expect("the first 76 bytes of a ring file");
+    assert_ne!(key, 0, "a new file is keyed");
     let mut rings = [first, Ring::open(&path).unwrap()];
     let mut pushed = Pushed::default();
     let mut damage = Damage {
@@ -223,7 +228,8 @@ fuzz_target!(|input: Input| {
             }
             Op::ForgeStamp { word, lap, state } => {
                 let region_off = (u64::from(*word) * 8) % region_len;
-                let stamp = (region_off + u64::from(*lap) * region_len) | u64::from(state % 8);
+                let stamp =
+                    ((region_off + u64::from(*lap) * region_len) | u64::from(state % 8)) ^ key;
                 let off = HEADER_LEN + region_off;
                 file.write_all_at(&stamp.to_le_bytes(), off).unwrap();
                 damage.ranges.push((off, off + 8, step));

@@ -4,8 +4,9 @@
 //! magic and the header checksum, so the flags let the fuzzer ask for parts of the
 //! header to be made valid and spend its effort on the region:
 //! bit 0 magic and version, bit 1 header and file lengths (the file becomes
-//! `8192 + 8 * size` bytes), bit 2 the header checksum, bit 3 read and write positions
-//! that satisfy the position invariant.
+//! `8192 + 8 * size` bytes), bit 2 the header checksum and, where `flags` has the
+//! stamp key bit, the stamp key's bits and checksum, bit 3 read and write positions that
+//! satisfy the position invariant.
 //!
 //! Invariants: `Ring::open` either succeeds or returns `NotARing`,
 //! `UnsupportedVersion` or `Corrupt`; nothing panics or hangs (libFuzzer's timeout);
@@ -43,6 +44,15 @@ fn file_bytes(input: &[u8]) -> Option<Vec<u8>> {
     if flags & 4 != 0 && file.len() >= STATIC_HEADER_LEN {
         let crc = crc32c::crc32c(&file[..HEADER_CRC_OFFSET]);
         file[HEADER_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
+    }
+    if flags & 4 != 0
+        && file.len() >= FIXED_HEADER_LEN
+        && u32::from_le_bytes(file[FLAGS_OFFSET..][..4].try_into().unwrap()) & FLAG_STAMP_KEY != 0
+    {
+        let key = u64_at(&file, STAMP_KEY_OFFSET) & STAMP_KEY_MASK;
+        file[STAMP_KEY_OFFSET..][..8].copy_from_slice(&key.to_le_bytes());
+        let crc = crc32c::crc32c(&file[STAMP_KEY_OFFSET..STAMP_KEY_CRC_OFFSET]);
+        file[STAMP_KEY_CRC_OFFSET..][..4].copy_from_slice(&crc.to_le_bytes());
     }
     if flags & 8 != 0 && file.len() > READ_POS_OFFSET + 8 && file.len() as u64 > HEADER_LEN {
         let region = file.len() as u64 - HEADER_LEN;

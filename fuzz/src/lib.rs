@@ -19,8 +19,21 @@ pub const FILE_LEN_OFFSET: usize = 16;
 pub const REGION_LEN_OFFSET: usize = 24;
 /// `u32` abandon timeout in milliseconds.
 pub const ABANDON_MS_OFFSET: usize = 40;
+/// `u32` flags: bit 0 batch runs, bit 1 stamp key.
+pub const FLAGS_OFFSET: usize = 44;
+/// `flags` bit: the stamps are XORed with the stamp key.
+pub const FLAG_STAMP_KEY: u32 = 2;
 /// `u32` CRC32C of bytes 0..60.
 pub const HEADER_CRC_OFFSET: usize = 60;
+/// `u64` stamp key (with `FLAG_STAMP_KEY`).
+pub const STAMP_KEY_OFFSET: usize = 64;
+/// The bits a stamp key may have: 3 to 61.
+pub const STAMP_KEY_MASK: u64 = 0x3FFF_FFFF_FFFF_FFF8;
+/// `u32` CRC32C of the stamp key's 8 bytes (with `FLAG_STAMP_KEY`).
+pub const STAMP_KEY_CRC_OFFSET: usize = 72;
+/// Length of the header written once at creation: the static header, the stamp key
+/// and its checksum.
+pub const FIXED_HEADER_LEN: usize = 76;
 /// `u64` write position.
 pub const WRITE_POS_OFFSET: usize = 128;
 /// `u64` read position.

@@ -18,8 +18,9 @@
 use super::{RawRing, Region};
 use crate::format::{
     self, CORRUPT_OFFSET, HEADER_LEN, MAX_POS, READ_POS_OFFSET, REC_CLAIM_OFFSET,
-    REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_STAMP_OFFSET, RECORD_ALIGN, STATE_ABANDONED,
-    STATE_BATCHED, STATE_CLAIMED, STATE_MASK, STATE_PADDING, STATE_SKIPPED, WRITE_POS_OFFSET,
+    REC_DATA_LEN_OFFSET, REC_HEADER_LEN, REC_HEADER_WORDS, REC_STAMP_OFFSET, RECORD_ALIGN,
+    STATE_ABANDONED, STATE_BATCHED, STATE_CLAIMED, STATE_COMMITTED, STATE_PADDING, STATE_SKIPPED,
+    WRITE_POS_OFFSET,
 };
 use crate::sync::Ordering;
 
@@ -142,7 +143,11 @@ impl<R: Region> RawRing<R> {
         // damaged record right after it takes the padding with it, since padding is
         // only plausible in front of a record.
         let mut padding_before: Option<u64> = None;
+        // The batch run the walk is in, as its first record and its end, if the
+        // walk passed a committed record whose claim covers a run.
+        let mut run: Option<(u64, u64)> = None;
         while pos < write {
+            run = run.filter(|&(_, run_end)| pos < run_end);
             let offset = self.rec_off(pos) as u64;
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             let mut span = |len: u64, kind: SpanKind| {
@@ -153,11 +158,20 @@ impl<R: Region> RawRing<R> {
                     kind,
                 })
             };
-            let next = match format::stamp_state(stamp, pos) {
+            let next = match self.params.key.state(stamp, pos) {
                 state if self.readable(state) => match self.read_meta(pos) {
                     Err((field, what)) => Step::Damaged(field, what),
                     Ok(meta) => {
                         let end = pos + format::record_len(meta.data_len);
+                        // A claim longer than the data validates only for a run's
+                        // first record (`leads_run`).
+                        match self.claimed_len(pos) {
+                            Some(claimed) if claimed != meta.data_len => {
+                                let run_end = pos + REC_HEADER_LEN as u64 + u64::from(claimed);
+                                run = Some((pos, run_end));
+                            }
+                            _ => {}
+                        }
                         if end > write {
                             Step::Damaged(
                                 REC_DATA_LEN_OFFSET,
@@ -258,37 +272,45 @@ impl<R: Region> RawRing<R> {
             let after_padding = padding_before
                 .take()
                 .filter(|_| pos % self.params.region_len == 0);
-            let (end, damage, keep) = match next {
+            // A damaged record inside a batch run: marks over it would make the
+            // reader that meets them scan, and a scan passes (pop poisons) the run's
+            // later records; and the run's first record claims the run only while the
+            // record after it is stamped `BATCHED`. So the run is first split into
+            // records of their own (DESIGN: Batch runs).
+            let split = match next {
+                Step::Damaged(..) | Step::DamagedTo(..) => run.take(),
+                Step::To(_) => None,
+            };
+            if let (true, Some((head, run_end))) = (repair, split) {
+                self.split_run(head, run_end);
+            }
+            let (end, damage) = match next {
                 Step::To(end) => {
-                    if format::stamp_state(stamp, pos) == Some(STATE_PADDING) {
+                    if self.params.key.state(stamp, pos) == Some(STATE_PADDING) {
                         padding_before = Some(pos);
                     }
-                    (end, None, false)
+                    (end, None)
                 }
-                Step::Damaged(field, message) => (
-                    self.next_record_start(pos, write),
-                    Some((field, message)),
-                    false,
-                ),
-                // A damaged payload in front of a batch run's later record: marks
-                // would make the reader that meets them scan, and a scan takes the
-                // rest of the run with it (DESIGN: Batch runs). Left in place, the
-                // record is reported once by pop and peek, which step over it by its
-                // trusted length.
-                Step::DamagedTo(end, field, message) => {
-                    let keep = self.params.batch_runs
-                        && format::stamp_state(self.stamp_at(end).load(Ordering::Acquire), end)
-                            == Some(STATE_BATCHED);
-                    (end, Some((field, message)), keep)
+                Step::Damaged(field, message) => {
+                    (self.next_record_start(pos, write), Some((field, message)))
                 }
+                Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
+            let damage = damage.map(|(field, mut message)| {
+                if let Some((head, run_end)) = split {
+                    message.push_str(&format!(
+                        "; its batch run, positions {head} to {run_end}, is split into \
+                         records of their own"
+                    ));
+                }
+                (field, message)
+            });
             if let Some((field, message)) = damage {
                 let drop = DroppedRange {
                     start: after_padding.unwrap_or(pos),
                     at: pos,
                     end,
                     field,
-                    keep,
                 };
                 self.drop_range(repair, drop, message, &mut walk, visit);
             }
@@ -310,7 +332,7 @@ impl<R: Region> RawRing<R> {
         let mut off = write % region_len;
         for pos in (write..read + region_len).step_by(RECORD_ALIGN as usize) {
             let word = self.word(HEADER_LEN + off as usize);
-            if let Some(state) = format::stamp_state(word.load(Ordering::Acquire), pos) {
+            if let Some(state) = self.params.key.state(word.load(Ordering::Acquire), pos) {
                 walk.problems.push(Finding {
                     offset: (HEADER_LEN as u64) + off,
                     field: "stamp",
@@ -333,6 +355,43 @@ impl<R: Region> RawRing<R> {
         }
     }
 
+    /// Rewrites the batch run `[head, run_end)`, whose first record validated, as
+    /// records of their own, before a repair drops one of them: the first record's
+    /// claim word says its own length (with its metadata checksum recomputed: the
+    /// checksum covers the claim word), and every later record is stamped `COMMITTED`
+    /// instead of `BATCHED`. The run was committed (its first record is), so every
+    /// record in it was complete; each is then read, and checked, on its own. Later
+    /// records are found by the lengths in their claim words (exactly their data), up
+    /// to a word that is not a `BATCHED` stamp for its position: past a damaged
+    /// record whose claim word still leads to the next record, the rest of the run is
+    /// kept; where it does not, the rest stays `BATCHED` and goes with the damaged
+    /// record, as a reader's scan from it would take it.
+    fn split_run(&self, head: u64, run_end: u64) {
+        let Ok(meta) = self.read_meta(head) else {
+            return;
+        };
+        let writer = format::claim_pid(self.claim_at(head).load(Ordering::Relaxed));
+        let words = meta.to_words(head, format::claim(meta.data_len, writer));
+        let cells = self.region.atomics(self.rec_off(head), REC_HEADER_WORDS);
+        for (cell, word) in cells.iter().zip(words).skip(1) {
+            cell.store(word, Ordering::Relaxed);
+        }
+        let mut at = head + format::record_len(meta.data_len);
+        while at < run_end {
+            let stamp = self.stamp_at(at).load(Ordering::Acquire);
+            let (Some(STATE_BATCHED), Some(len)) =
+                (self.params.key.state(stamp, at), self.claimed_len(at))
+            else {
+                break;
+            };
+            self.stamp_at(at).store(
+                self.params.key.stamp(at, STATE_COMMITTED),
+                Ordering::Release,
+            );
+            at += format::record_len(len);
+        }
+    }
+
     /// A word at `pos` that is no stamp of the record there: a reservation whose
     /// producer has not claimed it (the word holds whatever an earlier lap left), or
     /// a damaged stamp. A record header that validates for `pos` proves a producer
@@ -346,10 +405,14 @@ impl<R: Region> RawRing<R> {
         walk: &mut Walk,
         span: &mut dyn FnMut(u64, SpanKind),
     ) -> Step {
-        if stamp & !STATE_MASK == pos || self.read_meta(pos).is_ok() {
+        if self.params.key.position(stamp) == pos || self.read_meta(pos).is_ok() {
+            let (named, state) = self.params.key.decode(stamp);
             return Step::Damaged(
                 REC_STAMP_OFFSET,
-                format!("stamp {stamp:#x} is not a valid state of the record at this position"),
+                format!(
+                    "stamp {stamp:#x} (position {named}, state {state} with the stamp key \
+                     taken off) is not a valid state of the record at this position"
+                ),
             );
         }
         let end = self.next_record_start(pos, write);
@@ -382,7 +445,6 @@ impl<R: Region> RawRing<R> {
             at,
             end,
             field,
-            keep,
         } = drop;
         let offset = self.rec_off(at) as u64;
         let field_name = if field == REC_HEADER_LEN {
@@ -394,19 +456,8 @@ impl<R: Region> RawRing<R> {
             offset: offset + field as u64,
             field: field_name,
             position: Some(at),
-            message: if keep {
-                format!(
-                    "record at position {at}: {message}; left in place, as the rest of \
-                     its batch run follows it: readers report it once and step over it"
-                )
-            } else {
-                format!("record at position {at}: {message}")
-            },
-            action: if keep {
-                Action::None
-            } else {
-                Action::Drop { start, end }
-            },
+            message: format!("record at position {at}: {message}"),
+            action: Action::Drop { start, end },
         });
         visit(&Span {
             position: at,
@@ -414,13 +465,15 @@ impl<R: Region> RawRing<R> {
             len: end - at,
             kind: SpanKind::Damaged,
         });
-        if repair && !keep {
+        if repair {
             let mut word = start;
             while word < end {
                 // The marks a skipping reader leaves (DESIGN: Skipping): pop walks
                 // them to the next record start, peek steps over them.
-                self.stamp_at(word)
-                    .store(format::stamp(word, STATE_SKIPPED), Ordering::Release);
+                self.stamp_at(word).store(
+                    self.params.key.stamp(word, STATE_SKIPPED),
+                    Ordering::Release,
+                );
                 word += RECORD_ALIGN;
             }
             self.count(CORRUPT_OFFSET);
@@ -528,7 +581,7 @@ impl<R: Region> RawRing<R> {
         while pos < to {
             let stamp = self.stamp_at(pos).load(Ordering::Acquire);
             let intact = self
-                .readable(format::stamp_state(stamp, pos))
+                .readable(self.params.key.state(stamp, pos))
                 .then(|| self.read_meta(pos).ok())
                 .flatten();
             match intact {
@@ -573,8 +626,7 @@ impl<R: Region> RawRing<R> {
         let mut off = 0;
         while off < region_len {
             let value = self.word(HEADER_LEN + off as usize).load(Ordering::Acquire);
-            let pos = value & !STATE_MASK;
-            let state = value & STATE_MASK;
+            let (pos, state) = self.params.key.decode(value);
             // Record starts, and a run's later records where the file has runs.
             let counts = format::starts_record(state) || self.readable(Some(state));
             if pos < MAX_POS && pos % region_len == off && counts {
@@ -607,9 +659,6 @@ struct DroppedRange {
     at: u64,
     end: u64,
     field: usize,
-    /// Reported but not marked: a record whose length is trusted, followed by a
-    /// batch run's later record.
-    keep: bool,
 }
 
 /// Where the walk goes after a record.
@@ -626,7 +675,7 @@ enum Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Header, Policy};
+    use crate::format::{Header, Policy, TEST_STAMP_KEY};
     use crate::region::HeapRegion;
     use crate::ring::{Clock, Params};
 
@@ -644,7 +693,8 @@ mod tests {
         let region_len = 4096;
         let file_len = HEADER_LEN as u64 + region_len;
         let region = HeapRegion::new(file_len as usize);
-        let header = Header::new(file_len, 0, Policy::Reject, 100, 0);
+        let mut header = Header::new(file_len, 0, Policy::Reject, 100, 0);
+        header.stamp_key = Some(TEST_STAMP_KEY);
         region.write(0, &header.to_bytes());
         let params = Params::from_header(&header);
         RawRing::unvalidated(
@@ -704,6 +754,80 @@ mod tests {
         assert_eq!(pop_all(&ring), vec![b"first".to_vec(), b"third".to_vec()]);
         assert_eq!(ring.check(false, &mut |_| {}).problems, vec![]);
         assert!(ring.push(b"more", 0).is_ok());
+    }
+
+    /// A damaged payload anywhere in a batch run, or a damaged header field after its
+    /// first record: the repair splits the run into records of their own and drops
+    /// exactly the damaged one, so every other entry of the run, and after it, is
+    /// delivered, and the repaired ring checks clean. (Found by fuzzing: marking the
+    /// run's second record made its first record, whose claim covers the run, fail
+    /// validation, and the repair lost it.)
+    #[test]
+    fn damaged_record_in_a_batch_run_is_dropped_alone() {
+        let entries: [&[u8]; 4] = [b"one", b"two", b"three", b"four"];
+        // The byte damaged, and the field and record offset it is reported at.
+        let damage = [
+            (REC_HEADER_LEN, "data", REC_HEADER_LEN),
+            (
+                format::REC_TTL_OFFSET,
+                "meta_crc",
+                format::REC_META_CRC_OFFSET,
+            ),
+        ];
+        for len in 2..=entries.len() {
+            for (bad, (field, name, reported)) in (0..len).flat_map(|bad| damage.map(|d| (bad, d)))
+            {
+                // A damaged first header costs the whole run (nothing says where its
+                // records are): `crate::ring`'s tests cover that.
+                if bad == 0 && field != REC_HEADER_LEN {
+                    continue;
+                }
+                let ring = ring();
+                ring.push(b"before", 0).unwrap();
+                let first = ring.write_pos().load(Ordering::Relaxed);
+                assert_eq!(ring.push_batch(&entries[..len], 0).unwrap(), len);
+                ring.push(b"after", 0).unwrap();
+                let at: Vec<u64> = (0..len as u64).map(|i| first + 64 * i).collect();
+                let want_stamp = |i: usize| {
+                    if i == 0 {
+                        STATE_COMMITTED
+                    } else {
+                        STATE_BATCHED
+                    }
+                };
+                for (i, &pos) in at.iter().enumerate() {
+                    let stamp = ring.stamp_at(pos).load(Ordering::Relaxed);
+                    assert_eq!(TEST_STAMP_KEY.state(stamp, pos), Some(want_stamp(i)));
+                }
+                ring.region.write(ring.rec_off(at[bad]) + field, b"X");
+
+                let walk = ring.check(true, &mut |_| {});
+                let case = format!("run of {len}, record {bad} damaged at {name}");
+                assert_eq!(walk.problems.len(), 1, "{case}: {:?}", walk.problems);
+                let problem = &walk.problems[0];
+                assert_eq!(
+                    (problem.offset, problem.field),
+                    ((ring.rec_off(at[bad]) + reported) as u64, name),
+                    "{case}"
+                );
+                let drop = Action::Drop {
+                    start: at[bad],
+                    end: at[bad] + 64,
+                };
+                assert_eq!(problem.action, drop, "{case}");
+                assert!(problem.message.contains("records of their own"), "{case}");
+                assert_eq!(ring.check(false, &mut |_| {}).problems, vec![], "{case}");
+
+                let mut want = vec![b"before".to_vec()];
+                for (i, data) in entries[..len].iter().enumerate() {
+                    if i != bad {
+                        want.push(data.to_vec());
+                    }
+                }
+                want.push(b"after".to_vec());
+                assert_eq!(pop_all(&ring), want, "{case}");
+            }
+        }
     }
 
     #[test]

@@ -90,7 +90,12 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
             });
     }
     if args.records {
-        annotate_records(path, &source, &mut notes)?;
+        annotate_records(
+            path,
+            &source,
+            layout::stamp_key(&header).unwrap_or(0),
+            &mut notes,
+        )?;
     }
 
     let stdout = io::stdout();
@@ -103,6 +108,7 @@ pub(crate) fn run(args: &DumpArgs) -> Outcome {
 fn annotate_records(
     path: &Path,
     source: &Source,
+    key: u64,
     notes: &mut BTreeMap<u64, Vec<Annotation>>,
 ) -> Outcome {
     let mut spans: Vec<Span> = Vec::new();
@@ -152,7 +158,7 @@ fn annotate_records(
                 error,
             })?;
         for field in fields {
-            let value = describe_record_field(field, &record, span.position);
+            let value = describe_record_field(field, &record, span.position, key);
             notes
                 .entry(span.offset + field.offset as u64)
                 .or_default()
@@ -213,6 +219,15 @@ impl Source {
     }
 }
 
+/// Whether the header's `flags` say its stamps are keyed (bit 1).
+fn keyed(header: &[u8]) -> bool {
+    layout::HEADER_FIELDS
+        .iter()
+        .find(|f| f.name == "flags")
+        .and_then(|f| f.value(header))
+        .is_some_and(|flags| flags & 2 != 0)
+}
+
 fn describe_header_field(field: &Field, header: &[u8]) -> String {
     let Some(value) = field.value(header) else {
         return match header.get(field.offset..field.offset + field.size) {
@@ -224,20 +239,25 @@ fn describe_header_field(field: &Field, header: &[u8]) -> String {
         "on_full" => match value {
             0 => "0 (overwrite)".to_owned(),
             1 => "1 (reject)".to_owned(),
+            2 => "2 (block)".to_owned(),
             other => format!("{other} (invalid)"),
         },
-        "header_crc" => format!("{value:#010x}"),
+        "stamp_key" | "stamp_key_crc" if !keyed(header) => {
+            format!("{value} (unused: flags bit 1 is clear, the file has no stamp key)")
+        }
+        "header_crc" | "stamp_key_crc" => format!("{value:#010x}"),
+        "stamp_key" => format!("{value:#018x}"),
         _ => value.to_string(),
     }
 }
 
-fn describe_record_field(field: &Field, record: &[u8], position: u64) -> String {
+fn describe_record_field(field: &Field, record: &[u8], position: u64, key: u64) -> String {
     let Some(value) = field.value(record) else {
         return "(past the end of the file)".to_owned();
     };
     match field.name {
         "stamp" => {
-            let (stamp_pos, state) = layout::decode_stamp(value);
+            let (stamp_pos, state) = layout::decode_stamp(value, key);
             if stamp_pos == position {
                 format!("{value:#x}: {state}")
             } else {
