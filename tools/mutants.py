@@ -435,8 +435,8 @@ MUTANTS = [
     Mutant(
         "repair-marks-inside-run",
         "src/ring/check.rs",
-        """                self.split_run(head, run_end);""",
-        """                let _ = (head, run_end);""",
+        """                self.split_run(head, pos, write);""",
+        """                let _ = (head, pos, write);""",
         "repair marks a damaged record inside a batch run without splitting the run: the scan a reader then makes takes the rest of the run, and the run's first record can fail validation",
     ),
     Mutant(

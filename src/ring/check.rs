@@ -276,13 +276,17 @@ impl<R: Region> RawRing<R> {
             // reader that meets them scan, and a scan passes (pop poisons) the run's
             // later records; and the run's first record claims the run only while the
             // record after it is stamped `BATCHED`. So the run is first split into
-            // records of their own (DESIGN: Batch runs).
+            // records of their own (DESIGN: Batch runs): from its first record if the
+            // walk passed it, else (`read_pos` inside the run) from this record on.
             let split = match next {
-                Step::Damaged(..) | Step::DamagedTo(..) => run.take(),
                 Step::To(_) => None,
+                Step::Damaged(..) | Step::DamagedTo(..) => run.take().map(Some).or_else(|| {
+                    let batched = self.params.key.state(stamp, pos) == Some(STATE_BATCHED);
+                    (self.params.batch_runs && batched).then_some(None)
+                }),
             };
-            if let (true, Some((head, run_end))) = (repair, split) {
-                self.split_run(head, run_end);
+            if let (true, Some(head)) = (repair, split) {
+                self.split_run(head, pos, write);
             }
             let (end, damage) = match next {
                 Step::To(end) => {
@@ -297,11 +301,10 @@ impl<R: Region> RawRing<R> {
                 Step::DamagedTo(end, field, message) => (end, Some((field, message))),
             };
             let damage = damage.map(|(field, mut message)| {
-                if let Some((head, run_end)) = split {
-                    message.push_str(&format!(
-                        "; its batch run, positions {head} to {run_end}, is split into \
-                         records of their own"
-                    ));
+                if split.is_some() {
+                    message.push_str(
+                        "; the other records of its batch run are kept as records of their own",
+                    );
                 }
                 (field, message)
             });
@@ -355,40 +358,56 @@ impl<R: Region> RawRing<R> {
         }
     }
 
-    /// Rewrites the batch run `[head, run_end)`, whose first record validated, as
-    /// records of their own, before a repair drops one of them: the first record's
-    /// claim word says its own length (with its metadata checksum recomputed: the
-    /// checksum covers the claim word), and every later record is stamped `COMMITTED`
-    /// instead of `BATCHED`. The run was committed (its first record is), so every
-    /// record in it was complete; each is then read, and checked, on its own. Later
-    /// records are found by the lengths in their claim words (exactly their data), up
-    /// to a word that is not a `BATCHED` stamp for its position: past a damaged
-    /// record whose claim word still leads to the next record, the rest of the run is
-    /// kept; where it does not, the rest stays `BATCHED` and goes with the damaged
+    /// Rewrites a batch run as records of their own, before a repair drops its
+    /// damaged record at `damaged`. `head` is the run's first record and its end, if
+    /// the walk passed it (it validated): its claim word then says its own length,
+    /// with its metadata checksum recomputed (the checksum covers the claim word).
+    /// Every later record, from the first record's next or else from `damaged`, is
+    /// stamped `COMMITTED` instead of `BATCHED`: the run was committed (a reader got
+    /// to it), so every record in it was complete, and each is then read, and
+    /// checked, on its own. Later records are found by the lengths in their claim
+    /// words (exactly their data), within the run, the lap and the written part, and
+    /// only while each is a `BATCHED` stamp over a header that validates; the damaged
+    /// record itself is passed by its claim word, not restamped (marks cover it).
+    /// Where the chain breaks, the rest stays `BATCHED` and goes with the damaged
     /// record, as a reader's scan from it would take it.
-    fn split_run(&self, head: u64, run_end: u64) {
-        let Ok(meta) = self.read_meta(head) else {
-            return;
+    fn split_run(&self, head: Option<(u64, u64)>, damaged: u64, write: u64) {
+        let (mut at, end) = match head {
+            Some((head, run_end)) => {
+                let Ok(meta) = self.read_meta(head) else {
+                    return;
+                };
+                let writer = format::claim_pid(self.claim_at(head).load(Ordering::Relaxed));
+                let words = meta.to_words(head, format::claim(meta.data_len, writer));
+                let cells = self.region.atomics(self.rec_off(head), REC_HEADER_WORDS);
+                for (cell, word) in cells.iter().zip(words).skip(1) {
+                    cell.store(word, Ordering::Relaxed);
+                }
+                (head + format::record_len(meta.data_len), run_end)
+            }
+            None => (damaged, self.lap_end(damaged).min(write)),
         };
-        let writer = format::claim_pid(self.claim_at(head).load(Ordering::Relaxed));
-        let words = meta.to_words(head, format::claim(meta.data_len, writer));
-        let cells = self.region.atomics(self.rec_off(head), REC_HEADER_WORDS);
-        for (cell, word) in cells.iter().zip(words).skip(1) {
-            cell.store(word, Ordering::Relaxed);
-        }
-        let mut at = head + format::record_len(meta.data_len);
-        while at < run_end {
+        while at < end {
             let stamp = self.stamp_at(at).load(Ordering::Acquire);
             let (Some(STATE_BATCHED), Some(len)) =
                 (self.params.key.state(stamp, at), self.claimed_len(at))
             else {
                 break;
             };
-            self.stamp_at(at).store(
-                self.params.key.stamp(at, STATE_COMMITTED),
-                Ordering::Release,
-            );
-            at += format::record_len(len);
+            let next = at + format::record_len(len);
+            if next > end {
+                break;
+            }
+            if at != damaged {
+                if self.read_meta(at).is_err() {
+                    break;
+                }
+                self.stamp_at(at).store(
+                    self.params.key.stamp(at, STATE_COMMITTED),
+                    Ordering::Release,
+                );
+            }
+            at = next;
         }
     }
 
@@ -707,9 +726,14 @@ mod tests {
     }
 
     fn pop_all(ring: &RawRing<HeapRegion>) -> Vec<Vec<u8>> {
+        pop_n(ring, 100)
+    }
+
+    /// Up to `n` entries popped one at a time.
+    fn pop_n(ring: &RawRing<HeapRegion>, n: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        for _ in 0..100 {
+        for _ in 0..n {
             match ring.pop_into(&mut buf) {
                 Ok(Some(_)) => out.push(buf.clone()),
                 Ok(None) => break,
@@ -759,7 +783,8 @@ mod tests {
     /// A damaged payload anywhere in a batch run, or a damaged header field after its
     /// first record: the repair splits the run into records of their own and drops
     /// exactly the damaged one, so every other entry of the run, and after it, is
-    /// delivered, and the repaired ring checks clean. (Found by fuzzing: marking the
+    /// delivered, and the repaired ring checks clean; also when entries of the run
+    /// were popped, so that the walk starts inside it. (Found by fuzzing: marking the
     /// run's second record made its first record, whose claim covers the run, fail
     /// validation, and the repair lost it.)
     #[test]
@@ -774,59 +799,70 @@ mod tests {
                 format::REC_META_CRC_OFFSET,
             ),
         ];
+        let mut cases = Vec::new();
         for len in 2..=entries.len() {
-            for (bad, (field, name, reported)) in (0..len).flat_map(|bad| damage.map(|d| (bad, d)))
-            {
-                // A damaged first header costs the whole run (nothing says where its
-                // records are): `crate::ring`'s tests cover that.
-                if bad == 0 && field != REC_HEADER_LEN {
-                    continue;
-                }
-                let ring = ring();
-                ring.push(b"before", 0).unwrap();
-                let first = ring.write_pos().load(Ordering::Relaxed);
-                assert_eq!(ring.push_batch(&entries[..len], 0).unwrap(), len);
-                ring.push(b"after", 0).unwrap();
-                let at: Vec<u64> = (0..len as u64).map(|i| first + 64 * i).collect();
-                let want_stamp = |i: usize| {
-                    if i == 0 {
-                        STATE_COMMITTED
-                    } else {
-                        STATE_BATCHED
-                    }
-                };
-                for (i, &pos) in at.iter().enumerate() {
-                    let stamp = ring.stamp_at(pos).load(Ordering::Relaxed);
-                    assert_eq!(TEST_STAMP_KEY.state(stamp, pos), Some(want_stamp(i)));
-                }
-                ring.region.write(ring.rec_off(at[bad]) + field, b"X");
-
-                let walk = ring.check(true, &mut |_| {});
-                let case = format!("run of {len}, record {bad} damaged at {name}");
-                assert_eq!(walk.problems.len(), 1, "{case}: {:?}", walk.problems);
-                let problem = &walk.problems[0];
-                assert_eq!(
-                    (problem.offset, problem.field),
-                    ((ring.rec_off(at[bad]) + reported) as u64, name),
-                    "{case}"
-                );
-                let drop = Action::Drop {
-                    start: at[bad],
-                    end: at[bad] + 64,
-                };
-                assert_eq!(problem.action, drop, "{case}");
-                assert!(problem.message.contains("records of their own"), "{case}");
-                assert_eq!(ring.check(false, &mut |_| {}).problems, vec![], "{case}");
-
-                let mut want = vec![b"before".to_vec()];
-                for (i, data) in entries[..len].iter().enumerate() {
-                    if i != bad {
-                        want.push(data.to_vec());
+            for bad in 0..len {
+                for damage in damage {
+                    // Entries of the run popped first: `read_pos` inside the run, so
+                    // the walk starts after its first record.
+                    for popped in 0..=bad {
+                        cases.push((len, bad, damage, popped));
                     }
                 }
-                want.push(b"after".to_vec());
-                assert_eq!(pop_all(&ring), want, "{case}");
             }
+        }
+        for (len, bad, (field, name, reported), popped) in cases {
+            // A damaged first header costs the whole run (nothing says where its
+            // records are): `crate::ring`'s tests cover that.
+            if bad == 0 && field != REC_HEADER_LEN {
+                continue;
+            }
+            let case = format!("run of {len}, {popped} popped, record {bad} damaged at {name}");
+            let ring = ring();
+            ring.push(b"before", 0).unwrap();
+            let first = ring.write_pos().load(Ordering::Relaxed);
+            assert_eq!(ring.push_batch(&entries[..len], 0).unwrap(), len);
+            ring.push(b"after", 0).unwrap();
+            let at: Vec<u64> = (0..len as u64).map(|i| first + 64 * i).collect();
+            for (i, &pos) in at.iter().enumerate() {
+                let stamp = ring.stamp_at(pos).load(Ordering::Relaxed);
+                let want = if i == 0 {
+                    STATE_COMMITTED
+                } else {
+                    STATE_BATCHED
+                };
+                assert_eq!(TEST_STAMP_KEY.state(stamp, pos), Some(want), "{case}");
+            }
+            let popped_data = pop_n(&ring, 1 + popped);
+            assert_eq!(popped_data.len(), 1 + popped, "{case}");
+            ring.region.write(ring.rec_off(at[bad]) + field, b"X");
+
+            let walk = ring.check(true, &mut |_| {});
+            assert_eq!(walk.problems.len(), 1, "{case}: {:?}", walk.problems);
+            let problem = &walk.problems[0];
+            assert_eq!(
+                (problem.offset, problem.field),
+                ((ring.rec_off(at[bad]) + reported) as u64, name),
+                "{case}"
+            );
+            let drop = Action::Drop {
+                start: at[bad],
+                end: at[bad] + 64,
+            };
+            assert_eq!(problem.action, drop, "{case}");
+            assert!(problem.message.contains("records of their own"), "{case}");
+            let after = ring.check(false, &mut |_| {});
+            assert_eq!(after.problems, vec![], "{case}");
+
+            let mut want = Vec::new();
+            for (i, data) in entries[..len].iter().enumerate().skip(popped) {
+                if i != bad {
+                    want.push(data.to_vec());
+                }
+            }
+            want.push(b"after".to_vec());
+            assert_eq!(after.entries, want.len() as u64, "{case}");
+            assert_eq!(pop_all(&ring), want, "{case}");
         }
     }
 
