@@ -244,13 +244,13 @@ const _: () = {
     assert!(HEADER_LEN.is_multiple_of(4096));
 };
 
-/// The key a file's stamps are XORed with (FORMAT: Stamps and states): random bits 3
-/// to 61 drawn when the file is created, or 0 in files made without
-/// `FLAG_STAMP_KEY`. The claim and every reader take a word for the stamp of the
-/// record at `p` when it equals `p | state` once unkeyed; without a key, a header or
-/// payload word that an earlier lap left at `p` could equal that on purpose (a
-/// payload built from the ring's positions). With the key it takes a guess of 59
-/// unknown bits.
+/// The key a file's stamps are XORed with (FORMAT: File header: stamp key): random
+/// bits 3 to 61 drawn when the file is created, or 0 in files made without
+/// `FLAG_STAMP_KEY`. The claim and every reader take the word at `p` for the stamp of
+/// the record at `p` when, XORed with the key, it is `p | state`. Without a key, a
+/// payload word that an earlier lap left at `p` can be made to equal that (positions
+/// are predictable); with it, that takes a guess of 59 unknown bits (DESIGN: The
+/// stamp key).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StampKey(u64);
 
