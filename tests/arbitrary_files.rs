@@ -227,6 +227,20 @@ fn u32_value(interesting: &'static [u32]) -> impl Strategy<Value = Option<u32>> 
     ]
 }
 
+/// Stamp keys worth trying: none, bits in the state bits, the lowest and highest key
+/// bits, bits 62 and 63, the whole mask, and everything.
+const KEY_VALUES: [u64; 9] = [
+    0,
+    1,
+    4,
+    8,
+    1 << 61,
+    1 << 62,
+    1 << 63,
+    STAMP_KEY_MASK,
+    u64::MAX,
+];
+
 fn u64_value(interesting: &'static [u64]) -> impl Strategy<Value = Option<u64>> {
     prop_oneof![
         4 => Just(None),
@@ -267,17 +281,7 @@ fn header_values() -> impl Strategy<Value = HeaderValues> {
             prop_oneof![3 => Just(true), 1 => Just(false)],
         ),
         (
-            u64_value(&[
-                0,
-                1,
-                4,
-                8,
-                1 << 61,
-                1 << 62,
-                1 << 63,
-                STAMP_KEY_MASK,
-                u64::MAX,
-            ]),
+            u64_value(&KEY_VALUES),
             prop_oneof![4 => Just(None), 1 => (0u32..64).prop_map(Some)],
             u32_value(&[0, u32::MAX]),
             prop_oneof![3 => Just(true), 1 => Just(false)],
@@ -319,17 +323,7 @@ fn key_values() -> impl Strategy<Value = HeaderValues> {
             1 => proptest::sample::select(&[4u32, 6, 0x8000_0002][..]).prop_map(Some),
             1 => any::<u32>().prop_map(Some),
         ],
-        u64_value(&[
-            0,
-            1,
-            4,
-            8,
-            1 << 61,
-            1 << 62,
-            1 << 63,
-            STAMP_KEY_MASK,
-            u64::MAX,
-        ]),
+        u64_value(&KEY_VALUES),
         prop_oneof![1 => Just(None), 1 => (0u32..64).prop_map(Some)],
         u32_value(&[0, u32::MAX]),
         any::<bool>(),
