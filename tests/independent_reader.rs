@@ -291,6 +291,24 @@ fn small_ring(dir: &Path, name: &str, on_full: OnFull) -> Ring {
         .expect("create")
 }
 
+/// A new 8192-byte ring in reject mode at `path` without a stamp key, as mmring 0.3.1
+/// created files: batch runs, stamps `position + state`.
+fn unkeyed_ring(path: &Path) -> Ring {
+    let ring = Options::new()
+        .size(8192)
+        .on_full(OnFull::Reject)
+        .stamp_key(false)
+        .create(path)
+        .expect("create");
+    assert_eq!(read_u32(path, FLAGS_OFFSET), FLAG_BATCH_RUNS);
+    assert_eq!(
+        read_at(path, STAMP_KEY_OFFSET, 12),
+        [0; 12],
+        "no key, no key checksum"
+    );
+    ring
+}
+
 /// Asserts that the reader, run on a healthy ring, prints exactly what `peek` yields.
 fn assert_reader_matches_peek(script: &Path, ring: &Ring) -> Vec<Entry> {
     let entries = peeked(ring);
@@ -864,18 +882,7 @@ fn lists_a_file_without_the_batch_runs_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("unflagged.ring");
     // Without a stamp key, as every mmring before 0.4.0 wrote files.
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .stamp_key(false)
-        .create(&path)
-        .expect("create");
-    assert_eq!(
-        read_u32(&path, FLAGS_OFFSET),
-        FLAG_BATCH_RUNS,
-        "new files have the batch runs flag"
-    );
-    drop(ring);
+    drop(unkeyed_ring(&path));
     // A file as mmring 0.2.0 created it (no flag at all): its batches are written as
     // records of their own, each claimed and committed.
     set_flags(&path, 0);
@@ -963,19 +970,7 @@ fn lists_a_file_without_a_stamp_key_exactly_as_peek() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("unkeyed.ring");
-    // A file as mmring 0.3.1 created it: batch runs, stamps not keyed.
-    let ring = Options::new()
-        .size(8192)
-        .on_full(OnFull::Reject)
-        .stamp_key(false)
-        .create(&path)
-        .expect("create");
-    assert_eq!(read_u32(&path, FLAGS_OFFSET), FLAG_BATCH_RUNS);
-    assert_eq!(
-        read_at(&path, STAMP_KEY_OFFSET, 12),
-        [0; 12],
-        "no key, no key checksum"
-    );
+    let ring = unkeyed_ring(&path);
     let region = ring.capacity_bytes();
     let live = churn_batches(&ring, |live| {
         let (firsts, batched) = run_records(&ring, live);
