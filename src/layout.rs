@@ -165,14 +165,22 @@ pub fn record_field(offset: usize) -> Option<&'static Field> {
     containing(RECORD_FIELDS, offset)
 }
 
+/// Whether the file's `flags` (from its first bytes) have bit 1 set: its stamps are
+/// XORed with the `stamp_key` field. `None` if `header` is too short to hold `flags`.
+/// The header checksum is not checked, so that a damaged file can still be shown.
+pub fn has_stamp_key(header: &[u8]) -> Option<bool> {
+    let flags = header_field(FLAGS_OFFSET)?.value(header)?;
+    Some(flags & u64::from(FLAG_STAMP_KEY) != 0)
+}
+
 /// The key a file's stamps are XORed with, from the file's first bytes: the
-/// `stamp_key` field if `flags` has bit 1 set, else 0; `None` if `header` is too short
-/// to say (the flag unreadable, or set with the key cut off). Neither checksum is
-/// checked, so that a damaged file can still be shown; `mmring verify` checks them.
+/// `stamp_key` field if `flags` has bit 1 set ([`has_stamp_key`]), else 0; `None` if
+/// `header` is too short to say (the flag unreadable, or set with the key cut off).
+/// Neither checksum is checked, so that a damaged file can still be shown; `mmring
+/// verify` checks them.
 pub fn stamp_key(header: &[u8]) -> Option<u64> {
-    let value = |offset| header_field(offset).and_then(|f| f.value(header));
-    if value(FLAGS_OFFSET)? & u64::from(FLAG_STAMP_KEY) != 0 {
-        value(STAMP_KEY_OFFSET)
+    if has_stamp_key(header)? {
+        header_field(STAMP_KEY_OFFSET)?.value(header)
     } else {
         Some(0)
     }
@@ -246,9 +254,12 @@ mod tests {
         assert_eq!(stamp_key(&header.to_bytes()), Some(0));
         assert_eq!(stamp_key(&header.to_bytes()[..FLAGS_OFFSET + 4]), Some(0));
         assert_eq!(stamp_key(&header.to_bytes()[..FLAGS_OFFSET]), None);
+        assert_eq!(has_stamp_key(&header.to_bytes()), Some(false));
+        assert_eq!(has_stamp_key(&header.to_bytes()[..FLAGS_OFFSET]), None);
         header.stamp_key = Some(crate::format::StampKey::from_random(u64::MAX));
         let bytes = header.to_bytes();
         assert_eq!(stamp_key(&bytes), Some(crate::format::STAMP_KEY_MASK));
+        assert_eq!(has_stamp_key(&bytes[..STAMP_KEY_OFFSET]), Some(true));
         assert_eq!(
             stamp_key(&bytes[..STAMP_KEY_OFFSET + 7]),
             None,

@@ -219,15 +219,6 @@ impl Source {
     }
 }
 
-/// Whether the header's `flags` say its stamps are keyed (bit 1).
-fn keyed(header: &[u8]) -> bool {
-    layout::HEADER_FIELDS
-        .iter()
-        .find(|f| f.name == "flags")
-        .and_then(|f| f.value(header))
-        .is_some_and(|flags| flags & 2 != 0)
-}
-
 fn describe_header_field(field: &Field, header: &[u8]) -> String {
     let Some(value) = field.value(header) else {
         return match header.get(field.offset..field.offset + field.size) {
@@ -242,7 +233,7 @@ fn describe_header_field(field: &Field, header: &[u8]) -> String {
             2 => "2 (block)".to_owned(),
             other => format!("{other} (invalid)"),
         },
-        "stamp_key" | "stamp_key_crc" if !keyed(header) => {
+        "stamp_key" | "stamp_key_crc" if layout::has_stamp_key(header) != Some(true) => {
             format!("{value} (unused: flags bit 1 is clear, the file has no stamp key)")
         }
         "header_crc" | "stamp_key_crc" => format!("{value:#010x}"),
